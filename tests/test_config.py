@@ -1,0 +1,62 @@
+"""Settings read the environment once and fail at start with the variable's name."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tryon.config import Settings
+from tryon.errors import ConfigError
+
+
+def test_embedded_defaults_use_the_offline_preview():
+    settings = Settings.from_env({"HOME": "/home/u"})
+    assert settings.provider == "local"
+    assert settings.max_side == 1024 and settings.max_upload_bytes == 20 * 2**20
+    assert settings.data_dir == Path("/home/u/.cache/tryon") or settings.data_dir.name == "tryon"
+
+
+def test_a_key_selects_fal_and_fal_key_wins_over_fal_api_key():
+    assert Settings.from_env({"FAL_API_KEY": "second"}).fal_key == "second"
+    settings = Settings.from_env({"FAL_KEY": "first", "FAL_API_KEY": "second"})
+    assert settings.fal_key == "first" and settings.provider == "fal"
+
+
+def test_forcing_local_ignores_the_key():
+    assert Settings.from_env({"FAL_KEY": "k", "TRYON_PROVIDER": "local"}).provider == "local"
+
+
+def test_the_key_never_shows_in_repr():
+    assert "super-secret" not in repr(Settings.from_env({"FAL_KEY": "super-secret"}))
+
+
+def test_data_dir_and_limits_from_env(tmp_path):
+    settings = Settings.from_env(
+        {"TRYON_DATA_DIR": str(tmp_path), "TRYON_MAX_UPLOAD_MB": "2.5", "TRYON_MAX_MEGAPIXELS": "12", "TRYON_MAX_SIDE": "768"}
+    )
+    assert settings.data_dir == tmp_path
+    assert settings.max_upload_bytes == int(2.5 * 2**20)
+    assert settings.max_pixels == 12_000_000 and settings.max_side == 768
+
+
+def test_xdg_cache_home_is_honoured():
+    assert Settings.from_env({"XDG_CACHE_HOME": "/c"}).data_dir == Path("/c/tryon")
+
+
+@pytest.mark.parametrize(
+    "env, variable",
+    [
+        ({"TRYON_PROVIDER": "banana"}, "TRYON_PROVIDER"),
+        ({"TRYON_PROVIDER": "fal"}, "TRYON_PROVIDER=fal needs a FAL key"),
+        ({"TRYON_MAX_SIDE": "abc"}, "TRYON_MAX_SIDE"),
+        ({"TRYON_MAX_SIDE": "100"}, "TRYON_MAX_SIDE"),
+        ({"TRYON_MAX_UPLOAD_MB": "-1"}, "TRYON_MAX_UPLOAD_MB"),
+        ({"TRYON_MAX_MEGAPIXELS": "lots"}, "TRYON_MAX_MEGAPIXELS"),
+        ({"TRYON_PROMPT": "short"}, "TRYON_PROMPT"),
+    ],
+)
+def test_invalid_values_fail_naming_the_variable(env, variable):
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_env(env)
+    assert variable in str(caught.value)

@@ -1,0 +1,162 @@
+"""Errors a user can act on, with messages safe to show in the UI and the API.
+
+Every error carries a stable `code` (for API clients), an HTTP status (for the
+REST layer) and a message template in English and Spanish, so the same error
+reads right in the browser's language and in gradio_client.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+MESSAGES: dict[str, dict[str, str]] = {
+    "empty_file": {
+        "en": "The file is empty.",
+        "es": "El archivo está vacío.",
+    },
+    "not_an_image": {
+        "en": "This file is not an image. Use a JPEG, PNG or WebP photo.",
+        "es": "Este archivo no es una imagen. Usa una foto JPEG, PNG o WebP.",
+    },
+    "unsupported_format": {
+        "en": "{format} images are not supported. Use a JPEG, PNG or WebP photo.",
+        "es": "Las imágenes {format} no están soportadas. Usa una foto JPEG, PNG o WebP.",
+    },
+    "animated_image": {
+        "en": "Animated images are not supported. Use a still JPEG, PNG or WebP photo.",
+        "es": "Las imágenes animadas no están soportadas. Usa una foto fija JPEG, PNG o WebP.",
+    },
+    "corrupt_image": {
+        "en": "The image file is truncated or corrupt. Export or download it again and retry.",
+        "es": "La imagen está truncada o dañada. Vuelve a exportarla o descargarla e inténtalo de nuevo.",
+    },
+    "file_too_large": {
+        "en": "The file is {size_mb:.1f} MB; the limit is {limit_mb:.0f} MB.",
+        "es": "El archivo pesa {size_mb:.1f} MB; el límite es {limit_mb:.0f} MB.",
+    },
+    "too_many_pixels": {
+        "en": "The image is {width}×{height} pixels ({megapixels:.0f} MP); the limit is {limit_mp:.0f} MP.",
+        "es": "La imagen mide {width}×{height} píxeles ({megapixels:.0f} MP); el límite es {limit_mp:.0f} MP.",
+    },
+    "image_too_small": {
+        "en": "The image is {width}×{height} pixels; it needs at least {min_side} px on its short side so the model can see it clearly.",
+        "es": "La imagen mide {width}×{height} píxeles; necesita al menos {min_side} px en su lado corto para que el modelo la vea con claridad.",
+    },
+    "bad_aspect_ratio": {
+        "en": "The image is {width}×{height} pixels, too long and thin. Use a photo at most {max_ratio}:1.",
+        "es": "La imagen mide {width}×{height} píxeles, demasiado alargada. Usa una foto de proporción máxima {max_ratio}:1.",
+    },
+    "bad_base64": {
+        "en": "The image text is not valid base64 or a valid data URL.",
+        "es": "El texto de la imagen no es base64 válido ni una data URL válida.",
+    },
+    "bad_data_url_type": {
+        "en": "The data URL says '{media_type}'; expected image/jpeg, image/png or image/webp.",
+        "es": "La data URL indica '{media_type}'; se esperaba image/jpeg, image/png o image/webp.",
+    },
+    "url_not_accepted": {
+        "en": "Image URLs are not accepted here; upload the image file instead.",
+        "es": "Aquí no se aceptan URLs de imágenes; sube el archivo de la imagen.",
+    },
+    "unsupported_input": {
+        "en": "Unsupported image input of type {kind}.",
+        "es": "Entrada de imagen no soportada de tipo {kind}.",
+    },
+    "no_person": {
+        "en": "A person photo is required.",
+        "es": "Se requiere una foto de la persona.",
+    },
+    "no_garment": {
+        "en": "At least one garment is required.",
+        "es": "Se requiere al menos una prenda.",
+    },
+    "too_many_garments": {
+        "en": "At most {limit} garments per try-on; got {count}.",
+        "es": "Como máximo {limit} prendas por prueba; se recibieron {count}.",
+    },
+    "provider_failed": {
+        "en": "The image provider failed: {reason}",
+        "es": "El proveedor de imágenes falló: {reason}",
+    },
+    "unknown_reference": {
+        "en": "Unknown image reference; upload the image again.",
+        "es": "Referencia de imagen desconocida; vuelve a subir la imagen.",
+    },
+}
+
+FIELD_NAMES: dict[str, dict[str, str]] = {
+    "person": {"en": "Person photo", "es": "Foto de la persona"},
+    "garment": {"en": "Garment {n}", "es": "Prenda {n}"},
+    "image": {"en": "Image", "es": "Imagen"},
+}
+
+LANGUAGES = ("en", "es")
+
+
+def pick_language(accept_language: str | None) -> str:
+    """The first supported language in an Accept-Language header ("es-ES,es;q=0.9")."""
+    for part in (accept_language or "").split(","):
+        tag = part.split(";")[0].strip().lower()[:2]
+        if tag in LANGUAGES:
+            return tag
+    return "en"
+
+
+def field_label(field: str, lang: str = "en") -> str:
+    """'garment_2' -> 'Garment 2' / 'Prenda 2'; 'person' -> 'Person photo'."""
+    lang = lang if lang in LANGUAGES else "en"
+    base, _, number = field.partition("_")
+    names = FIELD_NAMES.get(base)
+    if names is None:
+        return field
+    return names[lang].format(n=number)
+
+
+class TryOnError(Exception):
+    """An error whose message is meant for the user: specific, actionable, no secrets."""
+
+    http_status = 400
+
+    def __init__(self, code: str, *, field: str | None = None, http_status: int | None = None, **params: Any):
+        self.code = code
+        self.field = field
+        self.params = params
+        if http_status is not None:
+            self.http_status = http_status
+        super().__init__(self.message("en"))
+
+    def message(self, lang: str = "en") -> str:
+        lang = lang if lang in LANGUAGES else "en"
+        text = MESSAGES[self.code][lang].format(**self.params)
+        return f"{field_label(self.field, lang)}: {text}" if self.field else text
+
+    def for_field(self, field: str) -> "TryOnError":
+        """The same error, now naming which input it is about."""
+        self.field = field
+        self.args = (self.message("en"),)
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"code": self.code, "error": self.message("en"), "field": self.field}
+
+
+class InvalidImage(TryOnError):
+    """The bytes given are not a usable photo."""
+
+
+class ImageTooLarge(InvalidImage):
+    http_status = 413
+
+
+class InvalidRequest(TryOnError):
+    """The request as a whole is malformed (garment count, missing person, ...)."""
+
+
+class ProviderError(TryOnError):
+    """The image provider failed; the status tells the REST layer 502 from 504."""
+
+    http_status = 502
+
+
+class ConfigError(ValueError):
+    """A setting from the environment is invalid; raised at start-up, names the variable."""
