@@ -1,0 +1,123 @@
+"""Shared fixtures: synthetic pictures as encoded bytes, a service, and the app as a real process."""
+
+from __future__ import annotations
+
+import io
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from synthetic import draw_garment, draw_person  # noqa: E402
+
+from tryon.config import Settings  # noqa: E402
+from tryon.providers.local import LocalPreviewProvider  # noqa: E402
+from tryon.service import TryOnService  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def encode(image: Image.Image, fmt: str = "PNG", **options) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt, **options)
+    return buffer.getvalue()
+
+
+@pytest.fixture
+def settings(tmp_path) -> Settings:
+    return Settings.from_env({"TRYON_DATA_DIR": str(tmp_path / "data")})
+
+
+@pytest.fixture
+def service(settings) -> TryOnService:
+    return TryOnService(settings, LocalPreviewProvider())
+
+
+@pytest.fixture(scope="session")
+def person_png() -> bytes:
+    return encode(draw_person().image)
+
+
+@pytest.fixture(scope="session")
+def garment_pngs() -> list[bytes]:
+    return [
+        encode(draw_garment("tshirt", colour=(196, 36, 48))),
+        encode(draw_garment("jacket", colour=(62, 96, 150))),
+        encode(draw_garment("hoodie", colour=(232, 184, 40))),
+        encode(draw_garment("sweater", colour=(28, 44, 100))),
+    ]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class RunningApp:
+    def __init__(self, url: str, process: subprocess.Popen, log_path: Path):
+        self.url = url
+        self.process = process
+        self.log_path = log_path
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+def start_app(tmp_dir: Path, extra_env: dict[str, str] | None = None, timeout: float = 90) -> RunningApp:
+    """`python app.py` as a user runs it, on a free loopback port; waits until it answers."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("FAL_", "TRYON_", "GRADIO_"))}
+    env.update(
+        GRADIO_SERVER_NAME="127.0.0.1",
+        GRADIO_SERVER_PORT=str(port),
+        GRADIO_ANALYTICS_ENABLED="False",
+        TRYON_DATA_DIR=str(tmp_dir / "data"),
+        PYTHONUNBUFFERED="1",
+    )
+    env.update(extra_env or {})
+    log_path = tmp_dir / f"app-{port}.log"
+    log_file = open(log_path, "wb")
+    process = subprocess.Popen([sys.executable, str(ROOT / "app.py")], cwd=ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"app exited with {process.returncode}:\n{log_path.read_text(errors='replace')}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return RunningApp(url, process, log_path)
+        except OSError:
+            time.sleep(0.3)
+    process.kill()
+    raise RuntimeError(f"app did not answer within {timeout}s:\n{log_path.read_text(errors='replace')}")
+
+
+def stop_app(app: RunningApp) -> None:
+    app.process.terminate()
+    try:
+        app.process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        app.process.kill()
+
+
+@pytest.fixture(scope="session")
+def app_server(tmp_path_factory):
+    """The app on embedded defaults (no FAL key, no Redis), shared by the client and browser tests."""
+    app = start_app(tmp_path_factory.mktemp("app"))
+    yield app
+    stop_app(app)
+
+
+@pytest.fixture(scope="session")
+def asset_paths() -> dict[str, str]:
+    return {p.stem: str(p) for p in (ROOT / "assets").glob("*.png")}
