@@ -1,0 +1,36 @@
+"""The provider interface: the one seam between the try-on flow and whoever draws the picture.
+
+Like an httpx transport, a provider is small and swappable: it stores images
+and returns opaque references, runs one edit over references, and hands back
+the bytes behind a reference. Chaining, timing, validation and caching live in
+the service, so every provider gets them for free.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol, Sequence
+
+from ..images import NormalizedImage
+
+
+@dataclass(frozen=True)
+class EditResult:
+    ref: str  # a reference the same provider accepts as the person of the next edit
+    duration_ms: float  # time spent by the provider (queue + inference), as seen from here
+    request_id: str | None = None  # the provider's own id, for support tickets and resuming
+
+
+class Provider(Protocol):
+    name: str  # short id used in timings and logs: "local", "fal"
+    label: str  # what the UI shows
+    is_preview: bool  # True when the output is a CPU approximation, not the AI model
+
+    def upload(self, image: NormalizedImage) -> str:
+        """Store one image where the provider can read it; return its reference."""
+
+    def edit(self, prompt: str, person: str, garments: Sequence[str]) -> EditResult:
+        """Dress the person (a reference) in the garments (references), in one provider call."""
+
+    def fetch(self, ref: str) -> bytes:
+        """The encoded image behind a reference (JPEG or PNG bytes)."""
