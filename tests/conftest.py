@@ -63,10 +63,11 @@ def free_port() -> int:
 
 
 class RunningApp:
-    def __init__(self, url: str, process: subprocess.Popen, log_path: Path):
+    def __init__(self, url: str, process: subprocess.Popen, log_path: Path, data_dir: Path):
         self.url = url
         self.process = process
         self.log_path = log_path
+        self.data_dir = data_dir
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -95,7 +96,7 @@ def start_app(tmp_dir: Path, extra_env: dict[str, str] | None = None, timeout: f
         try:
             with urllib.request.urlopen(url, timeout=2) as response:
                 if response.status == 200:
-                    return RunningApp(url, process, log_path)
+                    return RunningApp(url, process, log_path, Path(env["TRYON_DATA_DIR"]))
         except OSError:
             time.sleep(0.3)
     process.kill()

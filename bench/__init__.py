@@ -1,0 +1,1 @@
+"""Benchmarks: scripts that print their figures (a table and one JSON line). Not tests."""

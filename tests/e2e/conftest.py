@@ -1,0 +1,47 @@
+"""A real Chromium (Debian's, never a downloaded one) driven by Playwright."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+CHROMIUM = os.environ.get("TRYON_CHROMIUM", "/usr/bin/chromium")
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+         "--disable-component-update", "--no-first-run"]
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+
+
+@pytest.fixture(scope="session")
+def browser():
+    if not (Path(CHROMIUM).exists() or shutil.which(CHROMIUM)):
+        if os.environ.get("TRYON_REQUIRE_BROWSER") == "1":
+            pytest.fail(f"TRYON_REQUIRE_BROWSER=1 but no Chromium at {CHROMIUM} (apt-get install chromium)")
+        pytest.skip(f"no Chromium at {CHROMIUM}")
+    playwright_api = pytest.importorskip("playwright.sync_api")
+    with playwright_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page_in(browser, app_server, request):
+    """page_in("es-ES") -> a page of the running app in that browser language; screenshots kept on exit."""
+    pages = []
+
+    def open_page(locale: str = "en-US"):
+        context = browser.new_context(locale=locale, viewport={"width": 1280, "height": 1400})
+        page = context.new_page()
+        page.goto(app_server.url)
+        page.wait_for_selector("#try-on")
+        pages.append((context, page))
+        return page
+
+    yield open_page
+    ARTIFACTS.mkdir(exist_ok=True)
+    for n, (context, page) in enumerate(pages):
+        page.screenshot(path=str(ARTIFACTS / f"{request.node.name}-{n}.png"), full_page=True)
+        context.close()

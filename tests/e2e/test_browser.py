@@ -1,0 +1,63 @@
+"""The page as a person uses it: upload, try on, read the result and the timings."""
+
+from __future__ import annotations
+
+import pytest
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+
+def upload(page, slot: str, path: str) -> None:
+    page.locator(f"#{slot} input[type=file]").set_input_files(path)
+
+
+def test_person_and_two_garments_give_a_picture_and_a_timing_table(page_in, asset_paths):
+    page = page_in()
+    assert page.locator("#preview-banner").inner_text().startswith("Offline preview mode.")
+    upload(page, "person", asset_paths["person_illustration"])
+    upload(page, "garment_1", asset_paths["garment_tshirt_red"])
+    page.locator("#more-garments").get_by_text("More garments").click()
+    upload(page, "garment_2", asset_paths["garment_jacket_denim"])
+    page.locator("#try-on").click()
+    page.locator("#result img").wait_for(timeout=30_000)
+    page.locator("#timings").get_by_text("Provider call 2").wait_for(timeout=10_000)
+    table = page.locator("#timings").inner_text()
+    assert "Provider call 1" in table and "Total" in table and "Backend overhead" in table
+    assert "Offline preview (not the AI result)" in page.locator("#status").inner_text()
+    natural_width = page.locator("#result img").evaluate("img => img.naturalWidth")
+    assert natural_width == 768
+
+
+def test_an_example_fills_the_slots_and_runs(page_in):
+    page = page_in()
+    page.locator(".gallery-item, tr.tr-body").first.click()
+    page.locator("#person img").wait_for(timeout=10_000)
+    page.locator("#garment_1 img").wait_for(timeout=10_000)
+    page.locator("#try-on").click()
+    page.locator("#result img").wait_for(timeout=30_000)
+
+
+def test_a_non_image_gets_a_clear_message(page_in, tmp_path):
+    page = page_in()
+    notes = tmp_path / "notes.jpg"
+    notes.write_text("not a photo")
+    upload(page, "garment_1", str(notes))
+    toast = page.get_by_text("Garment 1: This file is not an image. Use a JPEG, PNG or WebP photo.")
+    toast.wait_for(timeout=10_000)
+    assert toast.is_visible()
+
+
+def test_trying_on_without_a_garment_says_so(page_in, asset_paths):
+    page = page_in()
+    upload(page, "person", asset_paths["person_illustration"])
+    page.locator("#try-on").click()
+    page.get_by_text("At least one garment is required.").wait_for(timeout=10_000)
+
+
+def test_spanish_browser_gets_the_spanish_page(page_in, asset_paths):
+    page = page_in("es-ES")
+    page.get_by_role("button", name="Probar").wait_for(timeout=10_000)
+    assert "probador virtual" in page.inner_text("body")
+    upload(page, "person", asset_paths["person_illustration"])
+    page.locator("#try-on").click()
+    page.get_by_text("Se requiere al menos una prenda.").wait_for(timeout=10_000)

@@ -1,0 +1,106 @@
+"""The app as users run it (`python app.py`), called through gradio_client's named API."""
+
+from __future__ import annotations
+
+import pytest
+from gradio_client import Client, handle_file
+from PIL import Image
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def client(app_server):
+    return Client(app_server.url, verbose=False)
+
+
+@pytest.fixture
+def bad_files(tmp_path, person_png):
+    text = tmp_path / "notes.jpg"
+    text.write_text("this is a text file named .jpg")
+    truncated = tmp_path / "cut.png"
+    truncated.write_bytes(person_png[: len(person_png) // 3])
+    return {"text": str(text), "truncated": str(truncated)}
+
+
+def test_api_lists_try_on_and_upload(client):
+    endpoints = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
+    assert set(endpoints) == {"/try_on", "/upload"}
+    assert [p["parameter_name"] for p in endpoints["/try_on"]["parameters"]] == [
+        "person", "garment_1", "garment_2", "garment_3", "garment_4"
+    ]
+
+
+def test_try_on_with_two_garments_returns_a_png_and_timings(client, asset_paths):
+    image_path, timings = client.predict(
+        handle_file(asset_paths["person_illustration"]),
+        handle_file(asset_paths["garment_tshirt_red"]),
+        handle_file(asset_paths["garment_jacket_denim"]),
+        None,
+        None,
+        api_name="/try_on",
+    )
+    with Image.open(image_path) as image:
+        assert image.format == "PNG" and image.size == (768, 1024)
+    assert timings["garments"] == 2 and timings["provider"] == "local" and timings["offline_preview"] is True
+    assert timings["fal_call_1"] > 0 and timings["fal_call_2"] > 0 and "fal_call_3" not in timings
+    assert timings["total_backend_ms"] >= timings["fal_duration_ms"]
+
+
+def test_a_garment_in_the_last_slot_only_works(client, asset_paths):
+    _, timings = client.predict(
+        handle_file(asset_paths["person_astronaut"]), None, None, None, handle_file(asset_paths["garment_hoodie_yellow"]),
+        api_name="/try_on",
+    )
+    assert [u["field"] for u in timings["uploads"]] == ["person", "garment_4"]
+
+
+def test_bad_files_get_the_project_s_specific_message(client, asset_paths, bad_files):
+    with pytest.raises(Exception) as caught:
+        client.predict(handle_file(asset_paths["person_illustration"]), handle_file(bad_files["text"]), None, None, None, api_name="/try_on")
+    assert "Garment 1: This file is not an image. Use a JPEG, PNG or WebP photo." in str(caught.value)
+    with pytest.raises(Exception) as caught:
+        client.predict(handle_file(bad_files["truncated"]), handle_file(asset_paths["garment_tshirt_red"]), None, None, None, api_name="/try_on")
+    assert "Person photo: The image file is truncated or corrupt" in str(caught.value)
+
+
+def test_no_garment_is_refused(client, asset_paths):
+    with pytest.raises(Exception) as caught:
+        client.predict(handle_file(asset_paths["person_illustration"]), None, None, None, None, api_name="/try_on")
+    assert "At least one garment is required." in str(caught.value)
+
+
+def test_upload_returns_a_reference_and_refuses_a_non_image(client, asset_paths, bad_files):
+    ref = client.predict(handle_file(asset_paths["garment_tshirt_red"]), api_name="/upload")
+    assert ref.startswith("local:") and len(ref) == len("local:") + 64
+    with pytest.raises(Exception) as caught:
+        client.predict(handle_file(bad_files["text"]), api_name="/upload")
+    assert "This file is not an image" in str(caught.value)
+
+
+def test_the_app_stays_up_after_bad_input(app_server, client, asset_paths):
+    assert app_server.process.poll() is None
+    _, timings = client.predict(
+        handle_file(asset_paths["person_illustration"]), handle_file(asset_paths["garment_tshirt_red"]), None, None, None,
+        api_name="/try_on",
+    )
+    assert timings["garments"] == 1
+    assert "Traceback" not in app_server.log()
+
+
+def test_uploads_are_kept_in_the_data_dir(app_server, client, asset_paths):
+    client.predict(handle_file(asset_paths["garment_tshirt_red"]), api_name="/upload")
+    data_dir = app_server.data_dir
+    assert any((data_dir / "uploads").rglob("*.png"))
+
+
+def test_an_invalid_setting_stops_the_app_with_the_variable_name(tmp_path):
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "TRYON_MAX_SIDE": "huge"}
+    run = subprocess.run([sys.executable, str(ROOT / "app.py")], env=env, capture_output=True, text=True, timeout=60)
+    assert run.returncode == 2
+    assert "TRYON_MAX_SIDE must be" in run.stderr

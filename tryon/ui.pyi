@@ -1,0 +1,210 @@
+"""The Gradio Blocks UI: declarative layout, one small handler per event.
+
+Named API (a contract for gradio_client users, see README):
+  /try_on  (person, garment_1, garment_2, garment_3, garment_4) -> (PNG image, timings dict)
+  /upload  (image) -> reference string
+Every other event is private to the page; none skips validation, since a
+private event still answers a raw HTTP call.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+import pandas as pd
+from PIL import Image
+
+from .errors import TryOnError, field_label, pick_language
+from .service import TryOnService
+from .ui_text import I18N, say
+
+log = logging.getLogger(__name__)
+
+ASSETS = Path(__file__).resolve().parent.parent / "assets"
+GARMENT_SLOTS = 4
+
+from gradio.events import Dependency
+
+class PhotoInput(gr.Image):
+    """A gr.Image that hands the raw upload to tryon's intake instead of decoding it itself.
+
+    gr.Image opens every upload with Pillow before the handler runs, so a
+    corrupt or non-image file fails there with gradio's generic error. Our
+    intake gives the specific reason ("truncated", "not an image", ...).
+    """
+
+    is_template = True  # render with the stock Image frontend component
+
+    def __init__(self, **kwargs: Any):
+        super().__init__(type="filepath", image_mode=None, format="png", **kwargs)
+
+    def get_config(self, cls=None):
+        # The frontend's props are read off the __init__ signature: use gr.Image's, not ours.
+        return super().get_config(cls or gr.Image)
+
+    def preprocess(self, payload):  # type: ignore[override]
+        if payload is None:
+            return None
+        if payload.url and payload.url.startswith("data:"):
+            return payload.url
+        return payload.path
+    from typing import Callable, Literal, Sequence, Any, TYPE_CHECKING
+    from gradio.blocks import Block
+    if TYPE_CHECKING:
+        from gradio.components import Timer
+        from gradio.components.base import Component
+
+
+def language(request: gr.Request | None) -> str:
+    headers = getattr(request, "headers", None) or {}
+    return pick_language(headers.get("accept-language"))
+
+
+def timing_rows(timings: dict[str, Any], lang: str = "en") -> list[list[Any]]:
+    """The timing record as table rows: step, milliseconds, detail."""
+    rows: list[list[Any]] = [[say("row_inputs", lang), timings.get("inputs_ms"), ""]]
+    for upload in timings.get("uploads", []):
+        rows.append([
+            say("row_upload", lang, field=field_label(upload["field"], lang)),
+            round(upload["preprocess_ms"] + upload["upload_ms"], 1),
+            say("detail_upload", lang, kb=upload["bytes"] / 1024, **{k: upload[k] for k in ("size", "preprocess_ms", "upload_ms")}),
+        ])
+    n = 1
+    while f"fal_call_{n}" in timings:
+        rows.append([say("row_call", lang, n=n), timings[f"fal_call_{n}"], timings.get("provider", "")])
+        n += 1
+    rows += [
+        [say("row_download", lang), timings.get("download_ms"), ""],
+        [say("row_provider_total", lang), timings.get("fal_duration_ms"), ""],
+        [say("row_overhead", lang), timings.get("backend_overhead_ms"), say("detail_cold", lang) if timings.get("cold_start") else ""],
+        [say("row_total", lang), timings.get("total_backend_ms"), timings.get("requestId", "")],
+    ]
+    return rows
+
+
+def examples() -> list[list[str | None]]:
+    """Example rows [person, garment_1..4] from assets/, skipping any file that is missing."""
+    rows = [
+        ["person_illustration.png", "garment_tshirt_red.png", "garment_jacket_denim.png"],
+        ["person_astronaut.png", "garment_sweater_striped.png", None],
+        ["person_illustration.png", "garment_hoodie_yellow.png", None],
+    ]
+    found = []
+    for row in rows:
+        paths = [str(ASSETS / name) if name else None for name in row]
+        if all(p is None or Path(p).exists() for p in paths):
+            found.append(paths + [None] * (1 + GARMENT_SLOTS - len(paths)))
+    return found
+
+
+def build_demo(service: TryOnService) -> gr.Blocks:
+    provider = service.provider
+
+    def try_on(person, garment_1, garment_2, garment_3, garment_4, request: gr.Request, progress=gr.Progress()):
+        """Dress the person in 1 to 4 garments (applied one after another); returns the picture and its timings."""
+        lang = language(request)
+
+        def on_progress(step: int, total: int, field: str) -> None:
+            progress((step - 1, total), desc=say("applying", lang, step=step, total=total))
+
+        try:
+            result = service.try_on_sync(person, [garment_1, garment_2, garment_3, garment_4], on_progress)
+        except TryOnError as error:
+            raise gr.Error(error.message(lang)) from None
+        except Exception:
+            request_id = uuid.uuid4().hex[:12]
+            log.exception("try_on failed (request %s)", request_id)
+            raise gr.Error(say("internal_error", lang, request_id=request_id)) from None
+        return result.to_pil(), result.timings
+
+    def upload(image, request: gr.Request):
+        """Normalize one image and store it with the provider; returns a reference for later calls."""
+        lang = language(request)
+        try:
+            return service.upload(image).ref
+        except TryOnError as error:
+            raise gr.Error(error.message(lang)) from None
+
+    def check_slot(field: str):
+        def check(image, request: gr.Request):
+            """Validate a photo as soon as it is dropped, so a bad file is reported before 'Try on'."""
+            if image is None:
+                return gr.skip()
+            try:
+                service.intake(image, field)
+            except TryOnError as error:
+                gr.Warning(error.message(language(request)))
+                return None  # clear the slot: the file cannot be used
+            return gr.skip()
+
+        return check
+
+    def present(person, result, timings, request: gr.Request):
+        """Fill the before/after slider, the timing table and the status line from a finished try-on."""
+        lang = language(request)
+        if result is None or not timings:
+            return None, None, say("status_idle", lang)
+        before = Image.open(person).convert("RGB") if isinstance(person, str) and not person.startswith("data:") else None
+        seconds = (timings.get("total_backend_ms") or 0) / 1000
+        status = say("status_done_preview", lang, seconds=seconds) if timings.get("offline_preview") else say(
+            "status_done", lang, seconds=seconds, provider=timings.get("provider", "")
+        )
+        slider = (before, Image.open(result)) if before is not None else None
+        headers = [say("step", lang), say("ms", lang), say("detail", lang)]
+        return slider, pd.DataFrame(timing_rows(timings, lang), columns=headers), status
+
+    with gr.Blocks(title="tryon: virtual try-on") as demo:
+        gr.Markdown(I18N("title"))
+        gr.Markdown(I18N("intro"))
+        if provider.is_preview:
+            gr.Markdown(I18N("preview_banner"), elem_id="preview-banner")
+        with gr.Row():
+            with gr.Column(scale=1):
+                person = PhotoInput(label=I18N("person"), sources=["upload", "webcam", "clipboard"], height=360, elem_id="person")
+                garments = [PhotoInput(label=I18N("garment_1"), sources=["upload", "clipboard"], height=240, elem_id="garment_1")]
+                with gr.Accordion(I18N("more_garments"), open=False, elem_id="more-garments"):
+                    with gr.Row():
+                        for slot in range(2, GARMENT_SLOTS + 1):
+                            garments.append(PhotoInput(label=I18N(f"garment_{slot}"), sources=["upload", "clipboard"], height=200, elem_id=f"garment_{slot}"))
+                gr.Radio(
+                    choices=[("Sync", "sync"), ("Async", "async")],
+                    value="sync",
+                    label=I18N("mode"),
+                    info=I18N("mode_info_async_soon"),
+                    interactive=False,
+                    elem_id="mode",
+                )
+                run = gr.Button(I18N("try_on"), variant="primary", elem_id="try-on")
+            with gr.Column(scale=1):
+                status = gr.Markdown(I18N("status_idle"), elem_id="status")
+                result = gr.Image(label=I18N("result"), type="filepath", format="png", interactive=False, buttons=["download", "fullscreen"], elem_id="result")
+                compare = gr.ImageSlider(label=I18N("before_after"), type="pil", interactive=False, elem_id="compare")
+                table = gr.Dataframe(
+                    headers=["Step", "ms", "Detail"], label=I18N("timings"), interactive=False, wrap=True, elem_id="timings"
+                )
+                with gr.Accordion(I18N("timing_record"), open=False):
+                    record = gr.JSON(elem_id="timing-record")
+        rows = examples()
+        if rows:
+            gr.Examples(rows, inputs=[person, *garments], label=I18N("examples"), cache_examples=False)
+        gr.Markdown(say("footer", provider=provider.label), elem_id="footer")
+
+        for slot, field in zip([person, *garments], ["person"] + [f"garment_{n}" for n in range(1, GARMENT_SLOTS + 1)]):
+            slot.upload(check_slot(field), slot, slot, api_visibility="private", show_progress="hidden")
+        run.click(try_on, [person, *garments], [result, record], api_name="try_on", show_progress_on=[result]).success(
+            present, [person, result, record], [compare, table, status], api_visibility="private"
+        )
+        # API-only: /upload for scripts that pre-upload once and reuse the reference (the seed's /api/images/upload).
+        upload_in = PhotoInput(visible=False)
+        upload_out = gr.Textbox(visible=False)
+        gr.Button(visible=False).click(upload, upload_in, upload_out, api_name="upload")
+    return demo
+
+
+def launch_options() -> dict[str, Any]:
+    """What goes to launch() (theme and i18n moved there in gradio 6)."""
+    return {"i18n": I18N, "theme": gr.themes.Soft(), "footer_links": ["api", "gradio"]}
