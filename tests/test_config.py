@@ -54,9 +54,29 @@ def test_xdg_cache_home_is_honoured():
         ({"TRYON_MAX_UPLOAD_MB": "-1"}, "TRYON_MAX_UPLOAD_MB"),
         ({"TRYON_MAX_MEGAPIXELS": "lots"}, "TRYON_MAX_MEGAPIXELS"),
         ({"TRYON_PROMPT": "short"}, "TRYON_PROMPT"),
+        ({"TRYON_UPLOAD_TTL": "forever"}, "TRYON_UPLOAD_TTL"),
+        ({"TRYON_UPLOAD_TTL": "90d"}, "TRYON_UPLOAD_TTL"),
+        ({"TRYON_FAL_REST_URL": "http://plain.example"}, "TRYON_FAL_REST_URL"),
+        ({"TRYON_FAL_MODEL": "no slash"}, "TRYON_FAL_MODEL"),
+        ({"TRYON_REQUEST_TIMEOUT": "0"}, "TRYON_REQUEST_TIMEOUT"),
     ],
 )
 def test_invalid_values_fail_naming_the_variable(env, variable):
     with pytest.raises(ConfigError) as caught:
         Settings.from_env(env)
     assert variable in str(caught.value)
+
+
+def test_fal_settings_from_env():
+    settings = Settings.from_env({
+        "TRYON_UPLOAD_TTL": "12h", "TRYON_REQUEST_TIMEOUT": "30", "TRYON_FAL_MODEL": "fal-ai/other/edit",
+        "TRYON_FAL_REST_URL": "https://gateway.internal/", "TRYON_FAL_CDN_URL": "https://cdn.internal",
+    })
+    assert settings.upload_ttl_s == 43200 and settings.request_timeout_s == 30
+    assert settings.fal_model == "fal-ai/other/edit"
+    assert settings.fal_rest_url == "https://gateway.internal" and settings.fal_cdn_url == "https://cdn.internal"
+
+
+@pytest.mark.parametrize("text, seconds", [("3600", 3600), ("90m", 5400), ("1d", 86400), ("2h", 7200)])
+def test_upload_ttl_units(text, seconds):
+    assert Settings.from_env({"TRYON_UPLOAD_TTL": text}).upload_ttl_s == seconds

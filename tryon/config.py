@@ -16,6 +16,8 @@ from .errors import ConfigError
 from .prompts import DEFAULT_SYNC_PROMPT
 
 PROVIDER_CHOICES = ("auto", "fal", "local")
+DEFAULT_FAL_MODEL = "fal-ai/nano-banana-pro/edit"
+_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 MAX_GARMENTS = 4
 MIN_SIDE = 256  # the seed's troubleshooting guide: below ~256 px the model can't see the subject
 
@@ -40,6 +42,16 @@ def _parse(env: Mapping[str, str], name: str, default: T, convert: Callable[[str
     return value
 
 
+def _duration_seconds(text: str) -> int:
+    """'3600', '90m', '12h', '1d' -> seconds."""
+    text = text.strip().lower()
+    unit = _DURATION_UNITS.get(text[-1:]) if text[-1:].isalpha() else 1
+    if unit is None:
+        raise ValueError(text)
+    number = text[:-1] if text[-1:].isalpha() else text
+    return int(float(number) * unit)
+
+
 @dataclass(frozen=True)
 class Settings:
     # repr=False: the key must never reach a log line through a printed Settings.
@@ -50,6 +62,11 @@ class Settings:
     max_pixels: int = 50_000_000
     max_side: int = 1024
     sync_prompt: str = DEFAULT_SYNC_PROMPT
+    request_timeout_s: float = 60.0  # the seed's handler limit (maxDuration = 60 s)
+    fal_model: str = DEFAULT_FAL_MODEL
+    upload_ttl_s: int = 86400  # photos of people expire from provider storage after a day
+    fal_rest_url: str = "https://rest.fal.ai"  # storage tokens and upload initiation
+    fal_cdn_url: str = "https://v3.fal.media"  # CDN uploads
 
     @property
     def provider(self) -> str:
@@ -86,6 +103,26 @@ class Settings:
             env, "TRYON_PROMPT", DEFAULT_SYNC_PROMPT, str, lambda v: 10 <= len(v) <= 2000,
             "a prompt of 10 to 2000 characters",
         )
+        request_timeout_s = _parse(
+            env, "TRYON_REQUEST_TIMEOUT", 60.0, float, lambda v: 1 <= v <= 900,
+            "a number of seconds between 1 and 900",
+        )
+        fal_model = _parse(
+            env, "TRYON_FAL_MODEL", DEFAULT_FAL_MODEL, str, lambda v: v.count("/") >= 1 and " " not in v,
+            "a FAL model id such as fal-ai/nano-banana-pro/edit",
+        )
+        upload_ttl_s = _parse(
+            env, "TRYON_UPLOAD_TTL", 86400, _duration_seconds, lambda v: 60 <= v <= 30 * 86400,
+            "a duration between 60s and 30d (e.g. 3600, 12h, 1d)",
+        )
+        fal_rest_url = _parse(
+            env, "TRYON_FAL_REST_URL", "https://rest.fal.ai", lambda s: s.rstrip("/"), lambda v: v.startswith("https://"),
+            "an https:// URL",
+        )
+        fal_cdn_url = _parse(
+            env, "TRYON_FAL_CDN_URL", "https://v3.fal.media", lambda s: s.rstrip("/"), lambda v: v.startswith("https://"),
+            "an https:// URL",
+        )
         return cls(
             fal_key=fal_key,
             provider_choice=provider_choice,
@@ -94,4 +131,9 @@ class Settings:
             max_pixels=int(max_megapixels * 1_000_000),
             max_side=max_side,
             sync_prompt=sync_prompt,
+            request_timeout_s=request_timeout_s,
+            fal_model=fal_model,
+            upload_ttl_s=upload_ttl_s,
+            fal_rest_url=fal_rest_url,
+            fal_cdn_url=fal_cdn_url,
         )

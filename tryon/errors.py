@@ -78,6 +78,38 @@ MESSAGES: dict[str, dict[str, str]] = {
         "en": "The image provider failed: {reason}",
         "es": "El proveedor de imágenes falló: {reason}",
     },
+    "provider_auth": {
+        "en": "The image provider rejected our API key (HTTP {status}). The app's FAL_KEY is missing, wrong or revoked.",
+        "es": "El proveedor de imágenes rechazó nuestra clave de API (HTTP {status}). La FAL_KEY de la aplicación falta, es incorrecta o fue revocada.",
+    },
+    "provider_rejected_input": {
+        "en": "The model rejected the request: {detail}",
+        "es": "El modelo rechazó la petición: {detail}",
+    },
+    "provider_busy": {
+        "en": "The image provider is limiting how many requests we send. Please wait a minute and try again.",
+        "es": "El proveedor de imágenes está limitando las peticiones. Espera un minuto e inténtalo de nuevo.",
+    },
+    "provider_unavailable": {
+        "en": "The image provider failed (HTTP {status}) even after retrying. Please try again later.",
+        "es": "El proveedor de imágenes falló (HTTP {status}) incluso tras reintentar. Inténtalo más tarde.",
+    },
+    "provider_unreachable": {
+        "en": "The image provider could not be reached. Please try again later.",
+        "es": "No se pudo contactar con el proveedor de imágenes. Inténtalo más tarde.",
+    },
+    "provider_timeout": {
+        "en": "The image provider did not finish within {seconds:g} s; the request was cancelled. Please try again.",
+        "es": "El proveedor de imágenes no terminó en {seconds:g} s; se canceló la petición. Inténtalo de nuevo.",
+    },
+    "no_image_returned": {
+        "en": "The model returned no image. Use a clear photo of one person and a recognisable garment on a plain background, then try again (the model may also be overloaded).",
+        "es": "El modelo no devolvió ninguna imagen. Usa una foto clara de una sola persona y una prenda reconocible sobre fondo liso, e inténtalo de nuevo (el modelo también puede estar sobrecargado).",
+    },
+    "bad_result_image": {
+        "en": "The model's image could not be downloaded ({reason}). Please try again.",
+        "es": "No se pudo descargar la imagen del modelo ({reason}). Inténtalo de nuevo.",
+    },
     "unknown_reference": {
         "en": "Unknown image reference; upload the image again.",
         "es": "Referencia de imagen desconocida; vuelve a subir la imagen.",
