@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import atexit
 import io
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -16,6 +19,7 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from fal_server import FalTestServer, make_certificate  # noqa: E402
 from synthetic import draw_garment, draw_person  # noqa: E402
 
 from tryon.config import Settings  # noqa: E402
@@ -23,6 +27,22 @@ from tryon.providers.local import LocalPreviewProvider  # noqa: E402
 from tryon.service import TryOnService  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+# The FAL test server's address and certificate are fixed before any test imports fal-client,
+# which reads FAL_RUN_HOST / FAL_QUEUE_RUN_HOST at import; httpx trusts SSL_CERT_FILE.
+_FAL_DIR = Path(tempfile.mkdtemp(prefix="tryon-fal-"))
+atexit.register(shutil.rmtree, _FAL_DIR, ignore_errors=True)
+FAL_CERT, FAL_CERT_KEY = make_certificate(_FAL_DIR)
+FAL_PORT = free_port()
+os.environ["FAL_RUN_HOST"] = os.environ["FAL_QUEUE_RUN_HOST"] = f"127.0.0.1:{FAL_PORT}"
+os.environ["SSL_CERT_FILE"] = str(FAL_CERT)
 
 
 def encode(image: Image.Image, fmt: str = "PNG", **options) -> bytes:
@@ -54,12 +74,6 @@ def garment_pngs() -> list[bytes]:
         encode(draw_garment("hoodie", colour=(232, 184, 40))),
         encode(draw_garment("sweater", colour=(28, 44, 100))),
     ]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class RunningApp:
@@ -112,9 +126,36 @@ def stop_app(app: RunningApp) -> None:
 
 
 @pytest.fixture(scope="session")
+def fal_server_session():
+    server = FalTestServer(port=FAL_PORT, cert=FAL_CERT, key_file=FAL_CERT_KEY).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def fal_server(fal_server_session) -> FalTestServer:
+    """The FAL-protocol server, with default behaviour and an empty request log."""
+    fal_server_session.reset()
+    return fal_server_session
+
+
+@pytest.fixture
+def fal_settings(fal_server, tmp_path) -> Settings:
+    return Settings.from_env({**fal_server.env(), "TRYON_DATA_DIR": str(tmp_path / "data")})
+
+
+@pytest.fixture(scope="session")
 def app_server(tmp_path_factory):
     """The app on embedded defaults (no FAL key, no Redis), shared by the client and browser tests."""
     app = start_app(tmp_path_factory.mktemp("app"))
+    yield app
+    stop_app(app)
+
+
+@pytest.fixture(scope="session")
+def fal_app(tmp_path_factory, fal_server_session):
+    """The app with TRYON_PROVIDER=fal, pointed at the FAL test server only through its environment."""
+    app = start_app(tmp_path_factory.mktemp("fal-app"), fal_server_session.env(TRYON_REQUEST_TIMEOUT="4"))
     yield app
     stop_app(app)
 
