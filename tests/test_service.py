@@ -26,8 +26,8 @@ class RecordingProvider(LocalPreviewProvider):
         self.uploads.append(ref)
         return ref
 
-    def edit(self, prompt, person, garments):
-        result = super().edit(prompt, person, garments)
+    def edit(self, prompt, person, garments, timeout_s=None):
+        result = super().edit(prompt, person, garments, timeout_s)
         self.edits.append((person, list(garments), result.ref))
         return result
 

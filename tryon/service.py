@@ -3,14 +3,18 @@
 try_on_sync(person, garments):
   1. check the request shape (a person, 1 to 4 garments) before any work;
   2. normalize and upload every image in parallel; a bad image 3 fails the
-     request before a single paid provider call is made;
+     request before a single paid provider call is made. The same picture is
+     normalized once (keyed by its raw bytes) and uploaded once (keyed by the
+     normalized digest) until shortly before its provider URL expires;
   3. chain the garments as the seed does: the result of call N is the person
-     of call N+1 (references are passed along, never re-uploaded);
+     of call N+1 (references are passed along, never re-uploaded), all within
+     one deadline (TRYON_REQUEST_TIMEOUT);
   4. fetch the final image and close the timing record.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 import logging
 import time
@@ -20,9 +24,10 @@ from typing import Any, Callable, Sequence
 
 from PIL import Image
 
+from .cache import SingleFlight, TTLCache
 from .config import MAX_GARMENTS, Settings
-from .errors import InvalidRequest, TryOnError
-from .images import ImageSource, Limits, NormalizedImage, load_image
+from .errors import InvalidRequest, ProviderError, TryOnError
+from .images import ImageSource, Limits, NormalizedImage, load_image, read_bytes
 from .preview.badge import stamp_badge
 from .prompts import sync_prompt
 from .providers.base import Provider
@@ -40,12 +45,16 @@ class Upload:
     image: NormalizedImage
     preprocess_ms: float
     upload_ms: float
+    intake: str = "decoded"  # or "cached": the same bytes were normalized before
+    upload: str = "uploaded"  # or "cached" (URL reused) or "shared" (joined an upload in flight)
 
     def timing(self) -> dict[str, Any]:
         return {
             "field": self.field,
             "preprocess_ms": self.preprocess_ms,
             "upload_ms": self.upload_ms,
+            "intake": self.intake,
+            "upload": self.upload,
             "bytes": len(self.image.jpeg),
             "size": f"{self.image.width}x{self.image.height}",
         }
@@ -88,24 +97,58 @@ class TryOnService:
         self.limits = Limits.from_settings(settings)
         # Intake is CPU work in Pillow (which releases the GIL) and uploads are I/O: both overlap well.
         self._pool = ThreadPoolExecutor(max_workers=MAX_GARMENTS + 1, thread_name_prefix="tryon-intake")
+        self._intakes: TTLCache[NormalizedImage] = TTLCache(capacity=64)
+        self._uploads: TTLCache[str] = TTLCache(capacity=1024)
+        self._uploads_in_flight: SingleFlight[str] = SingleFlight()
 
-    def intake(self, source: ImageSource, field: str = "image") -> NormalizedImage:
+    def _intake(self, source: ImageSource, field: str) -> tuple[NormalizedImage, bool]:
         try:
-            return load_image(source, self.limits)
+            if isinstance(source, Image.Image):
+                return load_image(source, self.limits), False
+            data = read_bytes(source, self.limits)
+            key = hashlib.sha256(data).hexdigest()
+            cached = self._intakes.get(key)
+            if cached is not None:
+                return cached, True
+            image = load_image(data, self.limits)
+            self._intakes.put(key, image)
+            return image, False
         except TryOnError as error:
             raise error.for_field(field) from None
+
+    def intake(self, source: ImageSource, field: str = "image") -> NormalizedImage:
+        """Validate and normalize one image; errors name `field` ("Garment 2: ...")."""
+        return self._intake(source, field)[0]
 
     def upload(self, source: ImageSource, field: str = "image") -> Upload:
         """Normalize one image and store it with the provider (the seed's /api/images/upload)."""
         started = time.perf_counter()
-        image = self.intake(source, field)
+        image, intake_cached = self._intake(source, field)
         preprocess_ms = elapsed_ms(started)
         started = time.perf_counter()
         try:
-            ref = self.provider.upload(image)
+            ref, how = self._upload_once(image)
         except TryOnError as error:
             raise error.for_field(field) from None
-        return Upload(field, ref, image, preprocess_ms, elapsed_ms(started))
+        return Upload(field, ref, image, preprocess_ms, elapsed_ms(started), "cached" if intake_cached else "decoded", how)
+
+    def _upload_once(self, image: NormalizedImage) -> tuple[str, str]:
+        ttl = self.provider.upload_ttl_s
+        if ttl is None:
+            return self.provider.upload(image), "uploaded"
+        key = (self.provider.name, image.digest)
+        ref = self._uploads.get(key)
+        if ref is not None:
+            return ref, "cached"
+
+        def upload_and_remember() -> str:
+            ref = self.provider.upload(image)
+            # Stop handing the URL out well before the provider deletes the file.
+            self._uploads.put(key, ref, ttl_s=ttl - max(60, ttl // 10))
+            return ref
+
+        ref, shared = self._uploads_in_flight.run(key, upload_and_remember)
+        return ref, "shared" if shared else "uploaded"
 
     def upload_all(self, inputs: list[tuple[str, ImageSource]]) -> list[Upload]:
         """Upload every input in parallel; if any fails, raise the error of the first failing slot."""
@@ -129,6 +172,7 @@ class TryOnService:
     ) -> TryOnResult:
         inputs = collect_inputs(person, garments)
         timer = RequestTimer("sync", self.provider.name)
+        deadline = time.monotonic() + self.settings.request_timeout_s
         started = time.perf_counter()
         uploads = self.upload_all(inputs)
         timer.add("inputs_ms", elapsed_ms(started))
@@ -139,7 +183,16 @@ class TryOnService:
         for step, garment in enumerate(garment_uploads, start=1):
             if on_progress:
                 on_progress(step, len(garment_uploads), garment.field)
-            result = self.provider.edit(prompt, current, [garment.ref])
+            remaining = deadline - time.monotonic()
+            try:
+                if remaining <= 0:
+                    raise ProviderError("provider_timeout")
+                result = self.provider.edit(prompt, current, [garment.ref], timeout_s=remaining)
+            except ProviderError as error:
+                if error.code != "provider_timeout":
+                    raise
+                # The provider saw only what was left of the budget; the user set the whole of it.
+                raise ProviderError("provider_timeout", http_status=504, seconds=self.settings.request_timeout_s) from None
             timer.provider_call(result.duration_ms)
             request_ids.append(result.request_id)
             current = result.ref

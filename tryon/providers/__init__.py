@@ -12,7 +12,11 @@ def build_provider(settings: Settings) -> Provider:
     """The provider the settings ask for ('auto' resolves to FAL with a key, else the offline preview)."""
     if settings.provider == "local":
         return LocalPreviewProvider()
-    raise ConfigError(f"TRYON_PROVIDER resolved to {settings.provider!r}, which is not available in this build")
+    if settings.provider == "fal":
+        from .fal import FalProvider  # imports fal-client, which reads FAL_RUN_HOST at import
+
+        return FalProvider(settings)
+    raise ConfigError(f"TRYON_PROVIDER resolved to {settings.provider!r}, which this build does not know")
 
 
 __all__ = ["EditResult", "LocalPreviewProvider", "Provider", "build_provider"]

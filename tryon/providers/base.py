@@ -25,12 +25,14 @@ class Provider(Protocol):
     name: str  # short id used in timings and logs: "local", "fal"
     label: str  # what the UI shows
     is_preview: bool  # True when the output is a CPU approximation, not the AI model
+    upload_ttl_s: int | None  # how long an uploaded reference stays valid; None: not worth caching
 
     def upload(self, image: NormalizedImage) -> str:
         """Store one image where the provider can read it; return its reference."""
 
-    def edit(self, prompt: str, person: str, garments: Sequence[str]) -> EditResult:
-        """Dress the person (a reference) in the garments (references), in one provider call."""
+    def edit(self, prompt: str, person: str, garments: Sequence[str], timeout_s: float | None = None) -> EditResult:
+        """Dress the person (a reference) in the garments (references), in one provider call.
+        Past `timeout_s` the provider cancels its work and raises ProviderError(provider_timeout)."""
 
     def fetch(self, ref: str) -> bytes:
         """The encoded image behind a reference (JPEG or PNG bytes)."""

@@ -56,6 +56,7 @@ class LocalPreviewProvider:
     name = "local"
     label = "Offline preview (CPU approximation, not the AI model)"
     is_preview = True
+    upload_ttl_s = None  # storing is a dict insert: nothing to save by caching
 
     def __init__(self, store: ImageStore | None = None):
         self.store = store or ImageStore()
@@ -85,7 +86,7 @@ class LocalPreviewProvider:
         image = Image.open(io.BytesIO(self.store.get(ref)))
         return image.convert("RGB")
 
-    def edit(self, prompt: str, person: str, garments: Sequence[str]) -> EditResult:
+    def edit(self, prompt: str, person: str, garments: Sequence[str], timeout_s: float | None = None) -> EditResult:
         started = time.perf_counter()
         picture = self._open(person)
         layout = self._layout(person, picture)
