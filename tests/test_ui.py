@@ -80,7 +80,7 @@ def test_upload_returns_a_reference_and_rejects_bad_files(handlers, files):
 
 
 def test_dropping_a_bad_file_clears_its_slot_and_a_good_one_is_kept(handlers, files):
-    check = handlers.check_slot("garment_2")
+    check = handlers.prepare_slot("garment_2")
     with pytest.warns(UserWarning, match="Garment 2: This file is not an image"):  # gr.Warning outside a live page
         assert check(files["text"], request()) is None
     kept = check(files["g1"], request())

@@ -18,7 +18,7 @@ import gradio as gr
 import pandas as pd
 from PIL import Image
 
-from .errors import TryOnError, field_label, pick_language
+from .errors import InvalidImage, TryOnError, field_label, pick_language
 from .service import TryOnService
 from .ui_text import I18N, say
 
@@ -70,7 +70,11 @@ def timing_rows(timings: dict[str, Any], lang: str = "en") -> list[list[Any]]:
         rows.append([
             say("row_upload", lang, field=field_label(upload["field"], lang)),
             round(upload["preprocess_ms"] + upload["upload_ms"], 1),
-            say("detail_upload", lang, kb=upload["bytes"] / 1024, **{k: upload[k] for k in ("size", "preprocess_ms", "upload_ms")}),
+            say(
+                "detail_upload", lang, kb=upload["bytes"] / 1024,
+                intake=say(f"how_{upload.get('intake', 'decoded')}", lang), upload=say(f"how_{upload.get('upload', 'uploaded')}", lang),
+                **{k: upload[k] for k in ("size", "preprocess_ms", "upload_ms")},
+            ),
         ])
     n = 1
     while f"fal_call_{n}" in timings:
@@ -130,20 +134,25 @@ class Handlers:
         except TryOnError as error:
             raise shown_error(error.message(language(request))) from None
 
-    def check_slot(self, field: str):
-        """The drop handler for one slot: validate the photo at once, so a bad file is reported before 'Try on'."""
+    def prepare_slot(self, field: str):
+        """The drop handler for one slot: validate and upload the photo at once, in the background.
 
-        def check(image, request: gr.Request):
+        A bad file is reported before "Try on", and by the time it is pressed the
+        upload is usually done (the service reuses it, or joins it if still running).
+        """
+
+        def prepare(image, request: gr.Request):
             if image is None:
                 return gr.skip()
             try:
-                self.service.intake(image, field)
+                self.service.upload(image, field)
             except TryOnError as error:
                 gr.Warning(error.message(language(request)))
-                return None  # clear the slot: the file cannot be used
+                # Clear the slot only when the file itself is unusable; a provider hiccup is not the photo's fault.
+                return None if isinstance(error, InvalidImage) else gr.skip()
             return gr.skip()
 
-        return check
+        return prepare
 
     def present(self, person, result, timings, request: gr.Request):
         """Fill the before/after slider, the timing table and the status line from a finished try-on."""
@@ -153,7 +162,7 @@ class Handlers:
         before = Image.open(person).convert("RGB") if isinstance(person, str) and not person.startswith("data:") else None
         seconds = (timings.get("total_backend_ms") or 0) / 1000
         status = say("status_done_preview", lang, seconds=seconds) if timings.get("offline_preview") else say(
-            "status_done", lang, seconds=seconds, provider=timings.get("provider", "")
+            "status_done", lang, seconds=seconds, provider=self.service.provider.label
         )
         slider = (before, Image.open(result)) if before is not None else None
         headers = [say("step", lang), say("ms", lang), say("detail", lang)]
@@ -206,7 +215,7 @@ def build_demo(service: TryOnService) -> gr.Blocks:
         gr.Markdown(I18N(f"footer_{provider.name}"), elem_id="footer")
 
         for slot, field in zip([person, *garments], ["person"] + [f"garment_{n}" for n in range(1, GARMENT_SLOTS + 1)]):
-            slot.upload(handlers.check_slot(field), slot, slot, api_visibility="private", show_progress="hidden")
+            slot.upload(handlers.prepare_slot(field), slot, slot, api_visibility="private", show_progress="hidden")
         run.click(handlers.try_on, [person, *garments], [result, record], api_name="try_on", show_progress_on=[result]).success(
             handlers.present, [person, result, record], [compare, table, status], api_visibility="private"
         )

@@ -29,13 +29,14 @@ def browser():
 
 @pytest.fixture
 def page_in(browser, app_server, request):
-    """page_in("es-ES") -> a page of the running app in that browser language; screenshots kept on exit."""
+    """page_in("es-ES") -> a page of the running app in that browser language; screenshots kept on exit.
+    page_in(app=other) opens another running app (e.g. the FAL-backed one)."""
     pages = []
 
-    def open_page(locale: str = "en-US"):
+    def open_page(locale: str = "en-US", app=None):
         context = browser.new_context(locale=locale, viewport={"width": 1280, "height": 1400})
         page = context.new_page()
-        page.goto(app_server.url)
+        page.goto((app or app_server).url)
         page.wait_for_selector("#try-on")
         pages.append((context, page))
         return page

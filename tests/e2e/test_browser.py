@@ -61,3 +61,23 @@ def test_spanish_browser_gets_the_spanish_page(page_in, asset_paths):
     upload(page, "person", asset_paths["person_illustration"])
     page.locator("#try-on").click()
     page.get_by_text("Se requiere al menos una prenda.").wait_for(timeout=10_000)
+
+
+def test_with_fal_the_photos_upload_on_drop_and_the_model_s_picture_arrives(page_in, fal_app, fal_server, asset_paths):
+    page = page_in(app=fal_app)
+    assert page.locator("#preview-banner").count() == 0  # the real model: no offline banner
+    assert "Provider: FAL" in page.locator("#footer").inner_text()
+    upload(page, "person", asset_paths["person_illustration"])
+    upload(page, "garment_1", asset_paths["garment_sweater_striped"])
+    # the drop itself uploads to FAL storage, before any click
+    for _ in range(50):
+        if len(fal_server.uploads) >= 2:
+            break
+        page.wait_for_timeout(100)
+    assert len(fal_server.uploads) == 2
+    page.locator("#try-on").click()
+    page.locator("#timings").get_by_text("Provider call 1").wait_for(timeout=30_000)
+    table = page.locator("#timings").inner_text()
+    assert table.count("cache hit") >= 2 or "joined the upload" in table  # the click reused the drop's uploads
+    assert len(fal_server.uploads) == 2 and len(fal_server.submits) == 1
+    assert "with FAL · fal-ai/nano-banana-pro/edit" in page.locator("#status").inner_text()

@@ -1,0 +1,80 @@
+"""The app started as users start it, with TRYON_PROVIDER=fal pointed at the FAL test server."""
+
+from __future__ import annotations
+
+import urllib.request
+
+import pytest
+from gradio_client import Client, handle_file
+from PIL import Image
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def client(fal_app):
+    return Client(fal_app.url, verbose=False)
+
+
+def try_on(client, asset_paths, *garments):
+    slots = [handle_file(asset_paths[g]) for g in garments] + [None] * (4 - len(garments))
+    return client.predict(handle_file(asset_paths["person_astronaut"]), *slots, api_name="/try_on")
+
+
+def test_try_on_returns_the_servers_picture_with_fal_timings(client, fal_server, asset_paths):
+    image_path, timings = try_on(client, asset_paths, "garment_tshirt_red", "garment_jacket_denim")
+    assert timings["provider"] == "fal" and timings["offline_preview"] is False
+    assert timings["garments"] == 2 and timings["fal_call_2"] >= 50
+    assert len(fal_server.submits) == 2
+    last_job = fal_server.jobs[timings["provider_request_ids"][-1]]
+    expected = Image.open(__import__("io").BytesIO(fal_server.file_for(last_job.result["images"][0]["url"]))).convert("RGB")
+    with Image.open(image_path) as got:
+        assert got.format == "PNG" and got.size == expected.size
+        # the PNG the client got is the server's JPEG re-encoded: same picture
+        diff = max(abs(a - b) for a, b in zip(got.convert("RGB").getpixel((400, 40)), expected.getpixel((400, 40))))
+        assert diff < 12
+
+
+def test_the_same_photos_are_not_uploaded_twice(client, fal_server, asset_paths):
+    try_on(client, asset_paths, "garment_hoodie_yellow")
+    fal_server.reset()
+    _, timings = try_on(client, asset_paths, "garment_hoodie_yellow")
+    assert fal_server.uploads == []
+    assert [u["upload"] for u in timings["uploads"]] == ["cached", "cached"]
+
+
+def test_upload_returns_a_fal_storage_url(client, fal_server, asset_paths):
+    url = client.predict(handle_file(asset_paths["garment_sweater_striped"]), api_name="/upload")
+    assert url.startswith(fal_server.url + "/files/") and fal_server.file_for(url)
+
+
+@pytest.mark.parametrize(
+    "fault, message",
+    [
+        ({"no_image": True}, "The model returned no image."),
+        ({"submit_failures": [500]}, "The image provider failed (HTTP 500) even after retrying."),
+        ({"hang": True}, "The image provider did not finish within 4 s; the request was cancelled."),
+    ],
+    ids=["no-image", "provider-500", "timeout"],
+)
+def test_provider_failures_reach_the_client_as_clear_messages(client, fal_server, asset_paths, fault, message):
+    for name, value in fault.items():
+        setattr(fal_server.behaviour, name, value)
+    with pytest.raises(Exception) as caught:
+        try_on(client, asset_paths, "garment_tshirt_red")
+    assert message in str(caught.value)
+
+
+def test_the_key_appears_in_no_page_api_answer_or_log(fal_app, client, fal_server, asset_paths):
+    fal_server.behaviour.submit_failures = [401]
+    with pytest.raises(Exception) as caught:
+        try_on(client, asset_paths, "garment_jacket_denim")
+    assert "rejected our API key" in str(caught.value) and fal_server.key not in str(caught.value)
+    for path in ("", "config", "gradio_api/info", "gradio_api/openapi.json"):
+        try:
+            with urllib.request.urlopen(fal_app.url + path, timeout=10) as response:
+                body = response.read().decode(errors="replace")
+        except OSError:
+            continue
+        assert fal_server.key not in body, path
+    assert fal_server.key not in fal_app.log()
