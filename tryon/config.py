@@ -67,6 +67,11 @@ class Settings:
     upload_ttl_s: int = 86400  # photos of people expire from provider storage after a day
     fal_rest_url: str = "https://rest.fal.ai"  # storage tokens and upload initiation
     fal_cdn_url: str = "https://v3.fal.media"  # CDN uploads
+    redis_url: str | None = field(default=None, repr=False)  # may hold a password
+    workers: int = 4  # in-app worker threads for async jobs (0: only external `python -m tryon.worker`)
+    job_ttl_s: int = 86400
+    job_visibility_s: float = 30.0  # a job silent this long is taken over by another worker
+    job_max_attempts: int = 3
 
     @property
     def provider(self) -> str:
@@ -123,6 +128,19 @@ class Settings:
             env, "TRYON_FAL_CDN_URL", "https://v3.fal.media", lambda s: s.rstrip("/"), lambda v: v.startswith("https://"),
             "an https:// URL",
         )
+        redis_url = _parse(
+            env, "REDIS_URL", None, str, lambda v: v.startswith(("redis://", "rediss://", "unix://")),
+            "a redis://, rediss:// or unix:// URL",
+        )
+        workers = _parse(env, "TRYON_WORKERS", 4, int, lambda v: 0 <= v <= 256, "a whole number from 0 to 256")
+        job_ttl_s = _parse(
+            env, "TRYON_JOB_TTL", 86400, _duration_seconds, lambda v: 60 <= v <= 30 * 86400,
+            "a duration between 60s and 30d (e.g. 3600, 12h, 1d)",
+        )
+        job_visibility_s = _parse(
+            env, "TRYON_JOB_VISIBILITY", 30.0, float, lambda v: 0.5 <= v <= 3600, "a number of seconds between 0.5 and 3600",
+        )
+        job_max_attempts = _parse(env, "TRYON_JOB_MAX_ATTEMPTS", 3, int, lambda v: 1 <= v <= 20, "a whole number from 1 to 20")
         return cls(
             fal_key=fal_key,
             provider_choice=provider_choice,
@@ -136,4 +154,9 @@ class Settings:
             upload_ttl_s=upload_ttl_s,
             fal_rest_url=fal_rest_url,
             fal_cdn_url=fal_cdn_url,
+            redis_url=redis_url,
+            workers=workers,
+            job_ttl_s=job_ttl_s,
+            job_visibility_s=job_visibility_s,
+            job_max_attempts=job_max_attempts,
         )
