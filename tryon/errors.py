@@ -110,6 +110,22 @@ MESSAGES: dict[str, dict[str, str]] = {
         "en": "The model's image could not be downloaded ({reason}). Please try again.",
         "es": "No se pudo descargar la imagen del modelo ({reason}). Inténtalo de nuevo.",
     },
+    "job_not_found": {
+        "en": "Job not found: it never existed, was mistyped, or expired.",
+        "es": "Trabajo no encontrado: no existe, está mal escrito o caducó.",
+    },
+    "async_unavailable": {
+        "en": "Async jobs are not available: this app has no job queue.",
+        "es": "Los trabajos asíncronos no están disponibles: esta aplicación no tiene cola de trabajos.",
+    },
+    "gave_up": {
+        "en": "Gave up after {attempts} attempts: the workers processing this job stopped before finishing it.",
+        "es": "Se abandonó tras {attempts} intentos: los procesos que lo trataban se detuvieron antes de terminar.",
+    },
+    "internal_error": {
+        "en": "Something went wrong on our side while processing this job.",
+        "es": "Algo falló por nuestra parte al procesar este trabajo.",
+    },
     "unknown_reference": {
         "en": "Unknown image reference; upload the image again.",
         "es": "Referencia de imagen desconocida; vuelve a subir la imagen.",

@@ -14,6 +14,7 @@ try_on_sync(person, garments):
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import io
 import logging
@@ -29,9 +30,10 @@ from .config import MAX_GARMENTS, Settings
 from .errors import InvalidRequest, ProviderError, TryOnError
 from .images import ImageSource, Limits, NormalizedImage, load_image, read_bytes
 from .preview.badge import stamp_badge
-from .prompts import sync_prompt
+from .jobs import Job, JobQueue, now_ms
+from .prompts import multi_garment_prompt, sync_prompt
 from .providers.base import Provider
-from .timing import RequestTimer, elapsed_ms
+from .timing import RequestTimer, claim_cold_start, elapsed_ms
 
 log = logging.getLogger(__name__)
 
@@ -91,9 +93,10 @@ def collect_inputs(person: ImageSource | None, garments: Sequence[ImageSource | 
 
 
 class TryOnService:
-    def __init__(self, settings: Settings, provider: Provider):
+    def __init__(self, settings: Settings, provider: Provider, queue: JobQueue | None = None):
         self.settings = settings
         self.provider = provider
+        self.queue = queue  # None: no Redis, so no async jobs
         self.limits = Limits.from_settings(settings)
         # Intake is CPU work in Pillow (which releases the GIL) and uploads are I/O: both overlap well.
         self._pool = ThreadPoolExecutor(max_workers=MAX_GARMENTS + 1, thread_name_prefix="tryon-intake")
@@ -215,3 +218,96 @@ class TryOnService:
             is_preview=self.provider.is_preview,
             image_url=current if current.startswith("https://") else None,
         )
+
+    # -- async jobs: submit here, run by a worker (tryon.worker) -------------------------------
+
+    def submit_job(self, person: ImageSource | None, garments: Sequence[ImageSource | None] | None) -> Job:
+        """Validate and upload the inputs, then queue one job; returns at once with its id."""
+        if self.queue is None:
+            raise InvalidRequest("async_unavailable", http_status=503)
+        inputs = collect_inputs(person, garments)
+        received_ts = now_ms()
+        started = time.perf_counter()
+        uploads = self.upload_all(inputs)
+        timings = {
+            "mode": "async",
+            "provider": self.provider.name,
+            "be_received_ts": received_ts,
+            "inputs_ms": elapsed_ms(started),
+            "garments": len(uploads) - 1,
+            "uploads": [u.timing() for u in uploads],
+        }
+        return self.queue.submit([{"field": u.field, "ref": u.ref} for u in uploads], self.provider.name, timings)
+
+    def job_status(self, job_id: str) -> dict[str, Any]:
+        """The seed's status answer (status, image_url, error, timestamps) plus attempts and timings."""
+        if self.queue is None:
+            raise InvalidRequest("async_unavailable", http_status=503)
+        job = self.queue.get(job_id)
+        if job is None:
+            raise InvalidRequest("job_not_found", http_status=404)
+        answer = job.public()
+        if job.image_url and not job.image_url.startswith("https://"):
+            # An offline-preview result lives in this process's memory, not at a URL: inline it.
+            try:
+                answer["image_url"] = "data:image/jpeg;base64," + base64.b64encode(self.provider.fetch(job.image_url)).decode()
+            except TryOnError:
+                answer["image_url"] = None
+        answer["offline_preview"] = self.provider.is_preview
+        return answer
+
+    def job_image(self, job_id: str) -> Image.Image | None:
+        """The finished job's picture, fetched from wherever the provider keeps it."""
+        job = self.queue.get(job_id) if self.queue is not None else None
+        if job is None or not job.image_url:
+            return None
+        picture = Image.open(io.BytesIO(self.provider.fetch(job.image_url)))
+        picture.load()
+        return picture
+
+    def run_job(self, job: Job, on_submitted: Callable[[str], None], on_poll: Callable[[], None]) -> tuple[str, dict[str, Any]]:
+        """One model call with every garment (not the sync chain's one call per garment).
+
+        If an earlier worker already queued the generation (its request id is on the
+        record), this polls that same request instead of paying for a second one.
+        """
+        refs = [item["ref"] for item in job.inputs]
+        person, garments = refs[0], refs[1:]
+        prompt = multi_garment_prompt(len(garments))
+        timeout = self.settings.request_timeout_s
+        resumed = bool(job.provider_request_id)
+        provider_started = job.provider_started_at or now_ms()
+        if hasattr(self.provider, "submit_edit"):
+            request_id = job.provider_request_id
+            if not request_id:
+                request_id = self.provider.submit_edit(prompt, person, garments)
+                on_submitted(request_id)
+            remaining = max(1.0, timeout - (now_ms() - provider_started) / 1000)
+            try:
+                result = self.provider.await_edit(request_id, remaining, on_poll=on_poll)
+            except ProviderError as error:
+                if error.code == "provider_timeout":
+                    raise ProviderError("provider_timeout", http_status=504, seconds=timeout) from None
+                raise
+        else:  # a provider whose calls cannot be resumed: one plain call
+            result = self.provider.edit(prompt, person, garments, timeout_s=timeout)
+            request_id = result.request_id
+        finished = now_ms()
+        timings = dict(job.timings)
+        provider_ms = float(finished - provider_started) if resumed else round(result.duration_ms, 1)
+        total_ms = float(finished - job.created_at)
+        timings.update({
+            "requestId": job.job_id,
+            "cold_start": claim_cold_start(),
+            "queue_wait_ms": float((job.started_at or finished) - job.created_at),
+            "fal_call_1": provider_ms,
+            "fal_duration_ms": provider_ms,
+            "total_backend_ms": total_ms,
+            "backend_overhead_ms": round(total_ms - provider_ms, 1),
+            "be_response_sent_ts": finished,
+            "provider_request_ids": [request_id],
+            "attempts": job.attempts,
+            "resumed_provider_request": resumed,
+            "offline_preview": self.provider.is_preview,
+        })
+        return result.ref, timings

@@ -89,19 +89,30 @@ class FalProvider:
             raise self._map_error(error) from None
 
     def edit(self, prompt: str, person: str, garments: Sequence[str], timeout_s: float | None = None) -> EditResult:
-        timeout_s = self.timeout_s if timeout_s is None else timeout_s
-        arguments = {"prompt": prompt, "image_urls": [person, *garments], **MODEL_OPTIONS}
         started = time.perf_counter()
-        deadline = time.monotonic() + timeout_s
+        request_id = self.submit_edit(prompt, person, garments)
+        return self.await_edit(request_id, self.timeout_s if timeout_s is None else timeout_s, started=started)
+
+    # -- resumable halves of edit(): an async job records the request id in between ----------
+
+    def submit_edit(self, prompt: str, person: str, garments: Sequence[str]) -> str:
+        """Queue one generation at FAL; returns its request id."""
+        arguments = {"prompt": prompt, "image_urls": [person, *garments], **MODEL_OPTIONS}
         try:
-            handle = self.client.submit(self.model, arguments)
+            return self.client.submit(self.model, arguments).request_id
         except Exception as error:
             raise self._map_error(error) from None
+
+    def await_edit(self, request_id: str, timeout_s: float, started: float | None = None, on_poll=None) -> EditResult:
+        """Wait for a queued generation (ours or one a dead worker started) and return its image."""
+        started = time.perf_counter() if started is None else started
+        handle = self.client.get_handle(self.model, request_id)
+        deadline = time.monotonic() + timeout_s
         try:
-            status = self._wait(handle, deadline, timeout_s)
+            status = self._wait(handle, deadline, timeout_s, on_poll)
             if getattr(status, "error", None):
                 raise ProviderError("provider_rejected_input", detail=self._redact(_detail_text(status.error)))
-            output = self.client.result(self.model, handle.request_id)
+            output = self.client.result(self.model, request_id)
         except ProviderError:
             raise
         except Exception as error:
@@ -110,7 +121,7 @@ class FalProvider:
         url = images[0].get("url") if images and isinstance(images[0], dict) else None
         if not url:
             raise ProviderError("no_image_returned")
-        return EditResult(ref=url, duration_ms=(time.perf_counter() - started) * 1000, request_id=handle.request_id)
+        return EditResult(ref=url, duration_ms=(time.perf_counter() - started) * 1000, request_id=request_id)
 
     def fetch(self, ref: str) -> bytes:
         try:
@@ -129,9 +140,11 @@ class FalProvider:
 
     # -- helpers --------------------------------------------------------------------------
 
-    def _wait(self, handle, deadline: float, timeout_s: float):
+    def _wait(self, handle, deadline: float, timeout_s: float, on_poll=None):
         """Poll until the request completes; past the deadline, cancel it at FAL and give up."""
         while True:
+            if on_poll is not None:
+                on_poll()  # an async job's heartbeat: "this worker is alive"
             status = handle.status()
             if isinstance(status, self._fal.Completed):
                 return status

@@ -1,0 +1,129 @@
+"""Workers for async jobs: threads inside the app, or a process of their own.
+
+    python -m tryon.worker        # TRYON_WORKERS threads, on REDIS_URL (or this machine's embedded Redis)
+
+A worker takes the next job (one whose worker went silent first), claims it,
+runs it through the shared service (TryOnService.run_job) and writes the
+outcome, all fenced on owning the job. Redis hiccups leave the job pending
+for another attempt; a job that keeps losing its workers ends in `error`
+after TRYON_JOB_MAX_ATTEMPTS.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import threading
+
+import redis
+
+from .config import Settings
+from .errors import ConfigError, TryOnError
+from .jobs import JobQueue, consumer_name, now_ms
+from .service import TryOnService
+
+log = logging.getLogger(__name__)
+
+
+class Worker(threading.Thread):
+    def __init__(self, service: TryOnService, stop: threading.Event, number: int = 0):
+        super().__init__(name=f"tryon-worker-{number}", daemon=True)
+        self.service = service
+        self.queue: JobQueue = service.queue
+        self.stopping = stop
+        self.consumer = consumer_name()
+
+    def run(self) -> None:
+        while not self.stopping.is_set():
+            try:
+                message = self.queue.next_message(self.consumer, block_ms=500)
+                if message is not None:
+                    self.process(*message)
+            except redis.RedisError as error:
+                log.warning("worker %s: Redis unavailable (%s); retrying", self.consumer, type(error).__name__)
+                self.stopping.wait(1.0)
+            except Exception:
+                log.exception("worker %s: unexpected failure", self.consumer)
+                self.stopping.wait(1.0)
+
+    def process(self, message_id: str, job_id: str) -> None:
+        queue, me = self.queue, self.consumer
+        state = queue.claim(job_id, me)
+        if state in ("missing", "done", "error"):  # expired, or finished by an earlier owner
+            queue.done_with(message_id)
+            return
+        attempt = int(state)
+        job = queue.get(job_id)
+        if job is None:
+            queue.done_with(message_id)
+            return
+        if attempt > queue.max_attempts:
+            error = TryOnError("gave_up", attempts=queue.max_attempts)
+            queue.finish(job_id, message_id, me, status="error", error=error.message(), error_code=error.code)
+            return
+        lease = queue.lease(message_id, me)
+        log.info("job %s: attempt %d on %s", job_id, attempt, me)
+
+        def submitted(request_id: str) -> None:
+            queue.update(job_id, me, provider_request_id=request_id, provider_started_at=now_ms())
+
+        try:
+            image_url, timings = self.service.run_job(job, on_submitted=submitted, on_poll=lease.renew)
+        except TryOnError as error:
+            queue.finish(job_id, message_id, me, status="error", error=error.message(), error_code=error.code)
+            return
+        except redis.RedisError:
+            raise  # leave the job pending: another attempt will resume it
+        except Exception:
+            log.exception("job %s failed", job_id)
+            error = TryOnError("internal_error")
+            queue.finish(job_id, message_id, me, status="error", error=error.message(), error_code=error.code)
+            return
+        if not queue.finish(job_id, message_id, me, status="done", image_url=image_url, timings=timings):
+            log.warning("job %s: finished, but another worker owns it now; keeping its outcome", job_id)
+
+
+class WorkerPool:
+    def __init__(self, service: TryOnService, size: int):
+        self.stop_event = threading.Event()
+        self.workers = [Worker(service, self.stop_event, n) for n in range(size)]
+
+    def start(self) -> "WorkerPool":
+        for worker in self.workers:
+            worker.start()
+        return self
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self.stop_event.set()
+        for worker in self.workers:
+            worker.join(timeout)
+
+
+def main() -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    from .providers import build_provider
+    from .redis_server import connect
+
+    try:
+        settings = Settings.from_env()
+        handle = connect(settings.redis_url, settings.data_dir)
+        queue = JobQueue(handle.client, settings.job_ttl_s, settings.job_visibility_s, settings.job_max_attempts)
+        service = TryOnService(settings, build_provider(settings), queue)
+    except ConfigError as error:
+        print(f"tryon worker: configuration error: {error}", file=sys.stderr)
+        return 2
+    pool = WorkerPool(service, max(1, settings.workers)).start()
+    log.info("%d worker(s) on %s, provider %s", len(pool.workers), handle.description, settings.provider)
+    done = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: done.set())
+    done.wait()
+    pool.stop()
+    handle.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
