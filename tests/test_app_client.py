@@ -23,9 +23,9 @@ def bad_files(tmp_path, person_png):
     return {"text": str(text), "truncated": str(truncated)}
 
 
-def test_api_lists_try_on_and_upload(client):
+def test_api_lists_the_documented_endpoints(client):
     endpoints = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
-    assert set(endpoints) == {"/try_on", "/upload"}
+    assert set(endpoints) == {"/try_on", "/upload", "/submit_job", "/job_status"}
     assert [p["parameter_name"] for p in endpoints["/try_on"]["parameters"]] == [
         "person", "garment_1", "garment_2", "garment_3", "garment_4"
     ]
@@ -104,3 +104,34 @@ def test_an_invalid_setting_stops_the_app_with_the_variable_name(tmp_path):
     run = subprocess.run([sys.executable, str(ROOT / "app.py")], env=env, capture_output=True, text=True, timeout=60)
     assert run.returncode == 2
     assert "TRYON_MAX_SIDE must be" in run.stderr
+
+
+def test_async_job_on_the_embedded_redis(client, asset_paths):
+    import time
+
+    job_id = client.predict(
+        handle_file(asset_paths["person_illustration"]), handle_file(asset_paths["garment_tshirt_red"]),
+        handle_file(asset_paths["garment_jacket_denim"]), None, None, api_name="/submit_job",
+    )
+    deadline = time.monotonic() + 30
+    while True:
+        answer = client.predict(job_id, api_name="/job_status")
+        if answer["status"] in ("done", "error") or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert answer["status"] == "done" and answer["offline_preview"] is True
+    assert answer["image_url"].startswith("data:image/jpeg;base64,") and answer["timings"]["garments"] == 2
+
+
+def test_job_status_of_an_unknown_id(client):
+    with pytest.raises(Exception) as caught:
+        client.predict("not-a-real-job-id-000000", api_name="/job_status")
+    assert "Job not found" in str(caught.value)
+
+
+def test_the_footer_says_which_redis(app_server):
+    import urllib.request
+
+    with urllib.request.urlopen(app_server.url + "config", timeout=10) as response:
+        config = response.read().decode()
+    assert "Redis: embedded Redis" in config and "append-only" in config

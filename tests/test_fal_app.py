@@ -78,3 +78,31 @@ def test_the_key_appears_in_no_page_api_answer_or_log(fal_app, client, fal_serve
             continue
         assert fal_server.key not in body, path
     assert fal_server.key not in fal_app.log()
+
+
+def test_async_job_on_an_external_redis_url_with_one_model_call(client, fal_app, fal_server, asset_paths):
+    import time
+
+    fal_server.behaviour.latency_s = 0.5
+    garments = [handle_file(asset_paths[g]) for g in ("garment_tshirt_red", "garment_jacket_denim", "garment_hoodie_yellow")]
+    started = time.monotonic()
+    job_id = client.predict(handle_file(asset_paths["person_astronaut"]), *garments, None, api_name="/submit_job")
+    assert time.monotonic() - started < 5
+    statuses = []
+    while True:
+        answer = client.predict(job_id, api_name="/job_status")
+        if not statuses or statuses[-1] != answer["status"]:
+            statuses.append(answer["status"])
+        if answer["status"] in ("done", "error"):
+            break
+        assert time.monotonic() - started < 30
+        time.sleep(0.1)
+    assert statuses[-1] == "done" and "processing" in statuses
+    assert answer["image_url"].startswith(fal_server.url + "/files/")
+    assert len(fal_server.submits) == 1 and len(fal_server.submits[0].body["image_urls"]) == 4
+    # the record lives in the app's external Redis, with its expiry
+    import redis as redis_py
+
+    external = redis_py.Redis(port=fal_app.redis.port, decode_responses=True)
+    assert external.hget(f"tryon:job:{job_id}", "status") == "done"
+    assert 0 < external.ttl(f"tryon:job:{job_id}") <= 86400

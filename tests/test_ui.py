@@ -124,11 +124,51 @@ def test_photo_input_renders_as_a_stock_image_and_passes_paths_through(tmp_path)
     assert component.preprocess(SimpleNamespace(url="data:image/png;base64,AAAA", path=None)) == "data:image/png;base64,AAAA"
 
 
-def test_named_api_is_try_on_and_upload_only(service):
+def test_named_api_is_exactly_the_documented_four(service):
     demo = build_demo(service)
     public = {d["api_name"]: d for d in demo.config["dependencies"] if d.get("api_visibility") == "public"}
-    assert set(public) == {"try_on", "upload"}
+    assert set(public) == {"try_on", "upload", "submit_job", "job_status"}
     assert len(public["try_on"]["inputs"]) == 1 + GARMENT_SLOTS and len(public["try_on"]["outputs"]) == 2
+    assert len(public["submit_job"]["inputs"]) == 1 + GARMENT_SLOTS and len(public["submit_job"]["outputs"]) == 1
+    assert len(public["job_status"]["inputs"]) == 1 and len(public["job_status"]["outputs"]) == 1
+
+
+@pytest.fixture
+def async_handlers(settings, redis_server):
+    from tryon.jobs import JobQueue
+    from tryon.providers.local import LocalPreviewProvider
+    from tryon.redis_server import client_for
+    from tryon.service import TryOnService
+    from tryon.worker import WorkerPool
+
+    service = TryOnService(settings, LocalPreviewProvider(), JobQueue(client_for(port=redis_server.port)))
+    pool = WorkerPool(service, 1).start()
+    yield Handlers(service)
+    pool.stop()
+
+
+def test_async_submit_then_watch_moves_the_status_line_and_ends_with_the_picture(async_handlers, files):
+    job_id = async_handlers.submit_job(files["person"], files["g1"], files["g2"], None, None, request())
+    updates = list(async_handlers.watch_job(job_id, request()))
+    status, picture, timings = updates[-1]
+    assert status.startswith(f"Job {job_id}: done in")
+    assert isinstance(picture, Image.Image) and timings["garments"] == 2 and timings["fal_call_1"] > 0
+    assert all(update[0].startswith(f"Job {job_id}: ") for update in updates)
+    answer = async_handlers.job_status(job_id, request())
+    assert answer["status"] == "done" and answer["timestamps"]["finished_at"] >= answer["timestamps"]["created_at"]
+
+
+def test_an_unknown_job_id_is_a_clear_error(async_handlers):
+    with pytest.raises(gr.Error) as caught:
+        async_handlers.job_status("no-such-job-0123456789", request())
+    assert caught.value.message.startswith("Job not found")
+    with pytest.raises(gr.Error):
+        list(async_handlers.watch_job("x" * 10_000, request("es")))
+
+
+def test_the_mode_switch_shows_the_matching_button():
+    sync_button, async_button = Handlers.switch_mode("async")
+    assert sync_button["visible"] is False and async_button["visible"] is True
 
 
 def test_examples_point_at_shipped_pictures():

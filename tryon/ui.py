@@ -10,6 +10,7 @@ private event still answers a raw HTTP call.
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,8 @@ log = logging.getLogger(__name__)
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 GARMENT_SLOTS = 4
+WATCH_INTERVAL_S = 0.5  # how often the page re-reads a job's status
+WATCH_LIMIT_S = 600  # after this the page stops watching (the job goes on; check it by id)
 
 
 class PhotoInput(gr.Image):
@@ -76,12 +79,14 @@ def timing_rows(timings: dict[str, Any], lang: str = "en") -> list[list[Any]]:
                 **{k: upload[k] for k in ("size", "preprocess_ms", "upload_ms")},
             ),
         ])
+    if "queue_wait_ms" in timings:
+        rows.append([say("row_queue", lang), timings["queue_wait_ms"], say("detail_attempts", lang, attempts=timings.get("attempts", 1))])
     n = 1
     while f"fal_call_{n}" in timings:
         rows.append([say("row_call", lang, n=n), timings[f"fal_call_{n}"], timings.get("provider", "")])
         n += 1
     rows += [
-        [say("row_download", lang), timings.get("download_ms"), ""],
+        *([[say("row_download", lang), timings["download_ms"], ""]] if "download_ms" in timings else []),
         [say("row_provider_total", lang), timings.get("fal_duration_ms"), ""],
         [say("row_overhead", lang), timings.get("backend_overhead_ms"), say("detail_cold", lang) if timings.get("cold_start") else ""],
         [say("row_total", lang), timings.get("total_backend_ms"), timings.get("requestId", "")],
@@ -154,6 +159,51 @@ class Handlers:
 
         return prepare
 
+    def submit_job(self, person, garment_1, garment_2, garment_3, garment_4, request: gr.Request):
+        """Queue one async job with every garment; returns its id at once."""
+        try:
+            return self.service.submit_job(person, [garment_1, garment_2, garment_3, garment_4]).job_id
+        except TryOnError as error:
+            raise shown_error(error.message(language(request))) from None
+
+    def job_status(self, job_id, request: gr.Request):
+        """A job's status: status, image_url, error, timestamps (the seed's fields), plus attempts and timings."""
+        try:
+            return self.service.job_status((job_id or "").strip())
+        except TryOnError as error:
+            raise shown_error(error.message(language(request))) from None
+
+    def watch_job(self, job_id, request: gr.Request):
+        """Poll a job, updating the status line, until it is done; then show its picture and timings."""
+        lang = language(request)
+        job_id = (job_id or "").strip()
+        deadline = time.monotonic() + WATCH_LIMIT_S
+        while True:
+            try:
+                job = self.service.job_status(job_id)
+            except TryOnError as error:
+                raise shown_error(error.message(lang)) from None
+            now = time.time() * 1000
+            if job["status"] == "done":
+                picture = self.service.job_image(job_id)
+                seconds = (job["timestamps"]["finished_at"] - job["timestamps"]["created_at"]) / 1000
+                yield say("job_done", lang, job_id=job_id, seconds=seconds), picture, job["timings"]
+                return
+            if job["status"] == "error":
+                raise shown_error(job["error"])
+            since = job["timestamps"]["started_at"] or job["timestamps"]["created_at"]
+            key = "job_queued" if job["status"] == "queued" else "job_processing"
+            yield say(key, lang, job_id=job_id, seconds=(now - since) / 1000), gr.skip(), gr.skip()
+            if time.monotonic() > deadline:
+                yield say("job_still_running", lang, job_id=job_id), gr.skip(), gr.skip()
+                return
+            time.sleep(WATCH_INTERVAL_S)
+
+    @staticmethod
+    def switch_mode(mode: str):
+        """Show the button of the chosen mode."""
+        return gr.update(visible=mode == "sync"), gr.update(visible=mode == "async")
+
     def present(self, person, result, timings, request: gr.Request):
         """Fill the before/after slider, the timing table and the status line from a finished try-on."""
         lang = language(request)
@@ -171,7 +221,7 @@ class Handlers:
         return slider, table, status
 
 
-def build_demo(service: TryOnService) -> gr.Blocks:
+def build_demo(service: TryOnService, redis_description: str | None = None) -> gr.Blocks:
     provider = service.provider
     handlers = Handlers(service)
 
@@ -188,15 +238,21 @@ def build_demo(service: TryOnService) -> gr.Blocks:
                     with gr.Row():
                         for slot in range(2, GARMENT_SLOTS + 1):
                             garments.append(PhotoInput(label=I18N(f"garment_{slot}"), sources=["upload", "clipboard"], height=200, elem_id=f"garment_{slot}"))
-                gr.Radio(
+                mode = gr.Radio(
                     choices=[("Sync", "sync"), ("Async", "async")],
                     value="sync",
                     label=I18N("mode"),
-                    info=I18N("mode_info_async_soon"),
-                    interactive=False,
+                    info=I18N("mode_info"),
+                    interactive=service.queue is not None,
                     elem_id="mode",
                 )
                 run = gr.Button(I18N("try_on"), variant="primary", elem_id="try-on")
+                run_async = gr.Button(I18N("submit_job"), variant="primary", visible=False, elem_id="submit-job")
+                job_id = gr.Textbox(label=I18N("job_id"), interactive=False, buttons=["copy"], elem_id="job-id")
+                with gr.Accordion(I18N("check_job"), open=False, elem_id="check-job"):
+                    with gr.Row():
+                        check_id = gr.Textbox(show_label=False, placeholder=I18N("check_job_id"), scale=4, elem_id="check-job-id")
+                        check = gr.Button(I18N("check"), scale=1, elem_id="check-job-button")
             with gr.Column(scale=1):
                 status = gr.Markdown(I18N("status_idle"), elem_id="status")
                 result = gr.Image(label=I18N("result"), type="filepath", format="png", interactive=False, buttons=["download", "fullscreen"], elem_id="result")
@@ -213,12 +269,24 @@ def build_demo(service: TryOnService) -> gr.Blocks:
             # gradio's i18n does not reach Dataset headers: drop them (the pictures speak for themselves).
             gallery.dataset.headers = []
         gr.Markdown(I18N(f"footer_{provider.name}"), elem_id="footer")
+        if redis_description:
+            gr.Markdown(f"Redis: {redis_description}", elem_id="footer-redis")
 
         for slot, field in zip([person, *garments], ["person"] + [f"garment_{n}" for n in range(1, GARMENT_SLOTS + 1)]):
             slot.upload(handlers.prepare_slot(field), slot, slot, api_visibility="private", show_progress="hidden")
         run.click(handlers.try_on, [person, *garments], [result, record], api_name="try_on", show_progress_on=[result]).success(
             handlers.present, [person, result, record], [compare, table, status], api_visibility="private"
         )
+        mode.change(handlers.switch_mode, mode, [run, run_async], api_visibility="private")
+        run_async.click(handlers.submit_job, [person, *garments], job_id, api_name="submit_job").success(
+            handlers.watch_job, job_id, [status, result, record], api_visibility="private", show_progress="minimal"
+        ).success(handlers.present, [person, result, record], [compare, table, status], api_visibility="private")
+        check.click(handlers.watch_job, check_id, [status, result, record], api_visibility="private", show_progress="minimal").success(
+            handlers.present, [person, result, record], [compare, table, status], api_visibility="private"
+        )
+        status_in = gr.Textbox(visible=False)
+        status_out = gr.JSON(visible=False)
+        gr.Button(visible=False).click(handlers.job_status, status_in, status_out, api_name="job_status")
         # API-only: /upload for scripts that pre-upload once and reuse the reference (the seed's /api/images/upload).
         upload_in = PhotoInput(visible=False)
         upload_out = gr.Textbox(visible=False)

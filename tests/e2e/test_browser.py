@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from synthetic import draw_garment, draw_person
+
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 
@@ -63,12 +65,16 @@ def test_spanish_browser_gets_the_spanish_page(page_in, asset_paths):
     page.get_by_text("Se requiere al menos una prenda.").wait_for(timeout=10_000)
 
 
-def test_with_fal_the_photos_upload_on_drop_and_the_model_s_picture_arrives(page_in, fal_app, fal_server, asset_paths):
+def test_with_fal_the_photos_upload_on_drop_and_the_model_s_picture_arrives(page_in, fal_app, fal_server, tmp_path):
     page = page_in(app=fal_app)
     assert page.locator("#preview-banner").count() == 0  # the real model: no offline banner
     assert "Provider: FAL" in page.locator("#footer").inner_text()
-    upload(page, "person", asset_paths["person_illustration"])
-    upload(page, "garment_1", asset_paths["garment_sweater_striped"])
+    # pictures no earlier test uploaded, so the app's upload cache cannot know them
+    person, garment = tmp_path / "person.png", tmp_path / "garment.png"
+    draw_person(shirt=(90, 160, 120)).image.save(person)
+    draw_garment("sweater", colour=(120, 30, 90)).save(garment)
+    upload(page, "person", str(person))
+    upload(page, "garment_1", str(garment))
     # the drop itself uploads to FAL storage, before any click
     for _ in range(50):
         if len(fal_server.uploads) >= 2:
@@ -81,3 +87,25 @@ def test_with_fal_the_photos_upload_on_drop_and_the_model_s_picture_arrives(page
     assert table.count("cache hit") >= 2 or "joined the upload" in table  # the click reused the drop's uploads
     assert len(fal_server.uploads) == 2 and len(fal_server.submits) == 1
     assert "with FAL · fal-ai/nano-banana-pro/edit" in page.locator("#status").inner_text()
+
+
+def test_async_mode_shows_the_job_moving_and_the_picture_arriving(page_in, fal_app, fal_server, asset_paths):
+    fal_server.behaviour.latency_s = 2.0
+    page = page_in(app=fal_app)
+    upload(page, "person", asset_paths["person_illustration"])
+    upload(page, "garment_1", asset_paths["garment_tshirt_red"])
+    page.locator("#mode").get_by_text("Async", exact=True).click()
+    page.locator("#submit-job").click()
+    page.locator("#status").get_by_text("processing").wait_for(timeout=20_000)
+    job_id = page.locator("#job-id textarea, #job-id input").first.input_value()
+    assert len(job_id) >= 32
+    page.locator("#status").get_by_text("done in").wait_for(timeout=30_000)
+    page.locator("#result img").wait_for(timeout=10_000)
+    assert len(fal_server.submits) == 1
+    # a second visitor checks the same job by its id
+    other = page_in(app=fal_app)
+    other.locator("#check-job").get_by_text("Check a job").click()
+    other.locator("#check-job-id textarea, #check-job-id input").first.fill(job_id)
+    other.locator("#check-job-button").click()
+    other.locator("#result img").wait_for(timeout=20_000)
+    assert "Provider call 1" in other.locator("#timings").inner_text()
