@@ -68,7 +68,7 @@ class Settings:
     fal_rest_url: str = "https://rest.fal.ai"  # storage tokens and upload initiation
     fal_cdn_url: str = "https://v3.fal.media"  # CDN uploads
     redis_url: str | None = field(default=None, repr=False)  # may hold a password
-    workers: int = 4  # in-app worker threads for async jobs (0: only external `python -m tryon.worker`)
+    workers: int = 16  # in-app worker threads (they mostly wait on the provider) for async jobs (0: only external `python -m tryon.worker`)
     job_ttl_s: int = 86400
     job_visibility_s: float = 30.0  # a job silent this long is taken over by another worker
     job_max_attempts: int = 3
@@ -132,7 +132,7 @@ class Settings:
             env, "REDIS_URL", None, str, lambda v: v.startswith(("redis://", "rediss://", "unix://")),
             "a redis://, rediss:// or unix:// URL",
         )
-        workers = _parse(env, "TRYON_WORKERS", 4, int, lambda v: 0 <= v <= 256, "a whole number from 0 to 256")
+        workers = _parse(env, "TRYON_WORKERS", 16, int, lambda v: 0 <= v <= 256, "a whole number from 0 to 256")
         job_ttl_s = _parse(
             env, "TRYON_JOB_TTL", 86400, _duration_seconds, lambda v: 60 <= v <= 30 * 86400,
             "a duration between 60s and 30d (e.g. 3600, 12h, 1d)",
