@@ -72,6 +72,11 @@ class Settings:
     job_ttl_s: int = 86400
     job_visibility_s: float = 30.0  # a job silent this long is taken over by another worker
     job_max_attempts: int = 3
+    api_keys: tuple[str, ...] = field(default=(), repr=False)  # TRYON_API_KEYS: gates REST and gradio API
+    auth_users: tuple[tuple[str, str], ...] = field(default=(), repr=False)  # TRYON_AUTH: UI login
+    rate_limit_per_min: int = 30  # REST requests per client per minute
+    queue_size: int = 64  # gradio queue: requests waiting beyond this are refused, not hung
+    concurrency: int = 4  # try-ons running at once per event (and REST generate)
 
     @property
     def provider(self) -> str:
@@ -141,6 +146,23 @@ class Settings:
             env, "TRYON_JOB_VISIBILITY", 30.0, float, lambda v: 0.5 <= v <= 3600, "a number of seconds between 0.5 and 3600",
         )
         job_max_attempts = _parse(env, "TRYON_JOB_MAX_ATTEMPTS", 3, int, lambda v: 1 <= v <= 20, "a whole number from 1 to 20")
+        api_keys = tuple(k.strip() for k in (env.get("TRYON_API_KEYS") or "").split(",") if k.strip())
+        if any(len(k) < 8 for k in api_keys):
+            raise ConfigError("TRYON_API_KEYS must be comma-separated keys of at least 8 characters each")
+        auth_users = []
+        for pair in (env.get("TRYON_AUTH") or "").split(","):
+            if not pair.strip():
+                continue
+            user, sep, password = pair.strip().partition(":")
+            if not sep or not user or not password:
+                raise ConfigError("TRYON_AUTH must be user:password pairs separated by commas")
+            auth_users.append((user, password))
+        rate_limit_per_min = _parse(
+            env, "TRYON_RATE_LIMIT", 30, lambda s: int(s.split("/")[0]), lambda v: 1 <= v <= 100_000,
+            "requests per minute per client, e.g. 30 or 30/min",
+        )
+        queue_size = _parse(env, "TRYON_QUEUE_SIZE", 64, int, lambda v: 1 <= v <= 10_000, "a whole number from 1 to 10000")
+        concurrency = _parse(env, "TRYON_CONCURRENCY", 4, int, lambda v: 1 <= v <= 256, "a whole number from 1 to 256")
         return cls(
             fal_key=fal_key,
             provider_choice=provider_choice,
@@ -159,4 +181,14 @@ class Settings:
             job_ttl_s=job_ttl_s,
             job_visibility_s=job_visibility_s,
             job_max_attempts=job_max_attempts,
+            api_keys=api_keys,
+            auth_users=tuple(auth_users),
+            rate_limit_per_min=rate_limit_per_min,
+            queue_size=queue_size,
+            concurrency=concurrency,
         )
+
+    @property
+    def max_body_bytes(self) -> int:
+        """A REST body carries up to five images as base64 (4/3 of their size), plus JSON."""
+        return int(5 * self.max_upload_bytes * 4 / 3) + 64 * 1024

@@ -54,6 +54,14 @@ MESSAGES: dict[str, dict[str, str]] = {
         "en": "The data URL says '{media_type}'; expected image/jpeg, image/png or image/webp.",
         "es": "La data URL indica '{media_type}'; se esperaba image/jpeg, image/png o image/webp.",
     },
+    "url_refused": {
+        "en": "This image URL is refused: {reason}.",
+        "es": "Se rechaza esta URL de imagen: {reason}.",
+    },
+    "url_failed": {
+        "en": "The image URL could not be downloaded ({reason}).",
+        "es": "No se pudo descargar la URL de la imagen ({reason}).",
+    },
     "url_not_accepted": {
         "en": "Image URLs are not accepted here; upload the image file instead.",
         "es": "Aquí no se aceptan URLs de imágenes; sube el archivo de la imagen.",
@@ -109,6 +117,30 @@ MESSAGES: dict[str, dict[str, str]] = {
     "bad_result_image": {
         "en": "The model's image could not be downloaded ({reason}). Please try again.",
         "es": "No se pudo descargar la imagen del modelo ({reason}). Inténtalo de nuevo.",
+    },
+    "bad_api_key": {
+        "en": "Missing or invalid API key.",
+        "es": "Falta la clave de API o no es válida.",
+    },
+    "rate_limited": {
+        "en": "Too many requests; try again in {seconds:.0f} s.",
+        "es": "Demasiadas peticiones; inténtalo de nuevo en {seconds:.0f} s.",
+    },
+    "busy": {
+        "en": "The server is busy with other try-ons; try again in a moment.",
+        "es": "El servidor está ocupado con otras pruebas; inténtalo de nuevo en un momento.",
+    },
+    "body_too_large": {
+        "en": "The request body is {size_mb:.1f} MB; the limit is {limit_mb:.0f} MB.",
+        "es": "El cuerpo de la petición pesa {size_mb:.1f} MB; el límite es {limit_mb:.0f} MB.",
+    },
+    "bad_json": {
+        "en": "The request body is not valid JSON: {reason}",
+        "es": "El cuerpo de la petición no es JSON válido: {reason}",
+    },
+    "bad_field": {
+        "en": "Field '{name}' must be {expected}.",
+        "es": "El campo '{name}' debe ser {expected}.",
     },
     "job_not_found": {
         "en": "Job not found: it never existed, was mistyped, or expired.",
