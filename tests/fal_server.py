@@ -50,14 +50,15 @@ NGINX_502 = b"<html><head><title>502 Bad Gateway</title></head><body><center><h1
 
 
 def make_certificate(directory: Path) -> tuple[Path, Path]:
-    """A self-signed certificate for 127.0.0.1 and localhost (cert, key), made with openssl."""
+    """A self-signed certificate (cert, key) for 127.0.0.1, localhost and cdn.public.test (a name
+the URL-fetch tests resolve to 127.0.0.1 while treating it as public), made with openssl."""
     cert, key = directory / "fal-test-cert.pem", directory / "fal-test-key.pem"
     if not shutil.which("openssl"):
         raise RuntimeError("openssl is needed to make the FAL test server's certificate")
     subprocess.run(
         ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
          "-keyout", str(key), "-out", str(cert), "-days", "2", "-subj", "/CN=127.0.0.1",
-         "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"],
+         "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:cdn.public.test"],
         check=True, capture_output=True,
     )
     return cert, key
@@ -259,7 +260,12 @@ class _Handler(BaseHTTPRequestHandler):
     # -- routes ---------------------------------------------------------------------------
 
     def do_GET(self):
-        path, _ = self._record(None)
+        path, query = self._record(None)
+        if path == "/redirect":  # for URL-fetch tests: a hop to wherever ?to= says
+            return self._send(302, b"", "text/plain", headers={"Location": query.get("to", ["/"])[0]})
+        if path == "/slow":
+            time.sleep(float(query.get("s", ["3"])[0]))
+            return self._send(200, b"late", "text/plain")
         if path.startswith("/files/"):
             item = self.fal.files.get(path[len("/files/"):])
             return self._send(200, item[0], item[1]) if item else self._error(404, "File not found")
