@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import io
 import logging
 import time
@@ -26,6 +27,8 @@ from typing import Any, Callable, Sequence
 from PIL import Image
 
 from .cache import SingleFlight, TTLCache
+from .fetch import SafeFetcher
+from .metrics import Metrics, event_from, request_log
 from .config import MAX_GARMENTS, Settings
 from .errors import InvalidRequest, ProviderError, TryOnError
 from .images import ImageSource, Limits, NormalizedImage, load_image, read_bytes
@@ -93,22 +96,31 @@ def collect_inputs(person: ImageSource | None, garments: Sequence[ImageSource | 
 
 
 class TryOnService:
-    def __init__(self, settings: Settings, provider: Provider, queue: JobQueue | None = None):
+    def __init__(self, settings: Settings, provider: Provider, queue: JobQueue | None = None,
+                 fetcher: "SafeFetcher | None" = None, metrics: "Metrics | None" = None):
         self.settings = settings
         self.provider = provider
         self.queue = queue  # None: no Redis, so no async jobs
+        self.fetcher = fetcher  # None: image URLs are refused
+        self.metrics = metrics
         self.limits = Limits.from_settings(settings)
         # Intake is CPU work in Pillow (which releases the GIL) and uploads are I/O: both overlap well.
         self._pool = ThreadPoolExecutor(max_workers=MAX_GARMENTS + 1, thread_name_prefix="tryon-intake")
         self._intakes: TTLCache[NormalizedImage] = TTLCache(capacity=64)
         self._uploads: TTLCache[str] = TTLCache(capacity=1024)
         self._uploads_in_flight: SingleFlight[str] = SingleFlight()
+        # References this service handed out (e.g. by /api/images/upload): given back as input,
+        # they are used as they are, not downloaded and uploaded again.
+        self._known_refs: TTLCache[NormalizedImage] = TTLCache(capacity=1024)
 
     def _intake(self, source: ImageSource, field: str) -> tuple[NormalizedImage, bool]:
         try:
             if isinstance(source, Image.Image):
                 return load_image(source, self.limits), False
-            data = read_bytes(source, self.limits)
+            if isinstance(source, str) and source.strip().lower().startswith(("https://", "http://")) and self.fetcher:
+                data = self.fetcher.fetch(source.strip())
+            else:
+                data = read_bytes(source, self.limits)
             key = hashlib.sha256(data).hexdigest()
             cached = self._intakes.get(key)
             if cached is not None:
@@ -125,6 +137,10 @@ class TryOnService:
 
     def upload(self, source: ImageSource, field: str = "image") -> Upload:
         """Normalize one image and store it with the provider (the seed's /api/images/upload)."""
+        if isinstance(source, str):
+            known = self._known_refs.get(source.strip())
+            if known is not None:
+                return Upload(field, source.strip(), known, 0.0, 0.0, "cached", "cached")
         started = time.perf_counter()
         image, intake_cached = self._intake(source, field)
         preprocess_ms = elapsed_ms(started)
@@ -138,7 +154,9 @@ class TryOnService:
     def _upload_once(self, image: NormalizedImage) -> tuple[str, str]:
         ttl = self.provider.upload_ttl_s
         if ttl is None:
-            return self.provider.upload(image), "uploaded"
+            ref = self.provider.upload(image)
+            self._known_refs.put(ref, image)
+            return ref, "uploaded"
         key = (self.provider.name, image.digest)
         ref = self._uploads.get(key)
         if ref is not None:
@@ -148,6 +166,7 @@ class TryOnService:
             ref = self.provider.upload(image)
             # Stop handing the URL out well before the provider deletes the file.
             self._uploads.put(key, ref, ttl_s=ttl - max(60, ttl // 10))
+            self._known_refs.put(ref, image, ttl_s=ttl - max(60, ttl // 10))
             return ref
 
         ref, shared = self._uploads_in_flight.run(key, upload_and_remember)
@@ -167,11 +186,37 @@ class TryOnService:
                 raise outcome
         return outcomes
 
+    def record(self, mode: str, outcome: str, timings: dict[str, Any] | None, garments: int) -> None:
+        """One finished request: a metrics event and a JSON log line (see tryon.metrics)."""
+        event = event_from(mode, self.provider.name, outcome, timings, garments)
+        if self.metrics is not None:
+            self.metrics.record(event)
+        else:
+            request_log.info(json.dumps(event, separators=(",", ":")))
+
     def try_on_sync(
         self,
         person: ImageSource | None,
         garments: Sequence[ImageSource | None] | None,
         on_progress: ProgressCallback | None = None,
+        fetch: bool = True,
+    ) -> TryOnResult:
+        """fetch=False: when the provider keeps the result at a public URL, return the URL and skip
+        downloading the picture (the REST API hands the URL on, as the seed did)."""
+        try:
+            result = self._try_on_sync(person, garments, on_progress, fetch)
+        except TryOnError as error:
+            self.record("sync", error.code, None, sum(1 for g in garments or [] if not _is_empty(g)))
+            raise
+        self.record("sync", "ok", result.timings, result.timings["garments"])
+        return result
+
+    def _try_on_sync(
+        self,
+        person: ImageSource | None,
+        garments: Sequence[ImageSource | None] | None,
+        on_progress: ProgressCallback | None = None,
+        fetch: bool = True,
     ) -> TryOnResult:
         inputs = collect_inputs(person, garments)
         timer = RequestTimer("sync", self.provider.name)
@@ -199,18 +244,19 @@ class TryOnService:
             timer.provider_call(result.duration_ms)
             request_ids.append(result.request_id)
             current = result.ref
-        started = time.perf_counter()
-        image = self.provider.fetch(current)
-        if self.provider.is_preview:
-            image = stamp_badge(image)
-        timer.add("download_ms", elapsed_ms(started))
+        image = b""
+        if fetch or not current.startswith("https://"):
+            started = time.perf_counter()
+            image = self.provider.fetch(current)
+            if self.provider.is_preview:
+                image = stamp_badge(image)
+            timer.add("download_ms", elapsed_ms(started))
         timings = timer.finish(
             garments=len(garment_uploads),
             uploads=[u.timing() for u in uploads],
             provider_request_ids=request_ids,
             offline_preview=self.provider.is_preview,
         )
-        log.info("try_on_sync done", extra={"timings": {k: v for k, v in timings.items() if k != "uploads"}})
         return TryOnResult(
             image=image,
             timings=timings,

@@ -60,7 +60,8 @@ class Worker(threading.Thread):
             return
         if attempt > queue.max_attempts:
             error = TryOnError("gave_up", attempts=queue.max_attempts)
-            queue.finish(job_id, message_id, me, status="error", error=error.message(), error_code=error.code)
+            if queue.finish(job_id, message_id, me, status="error", error=error.message(), error_code=error.code):
+                self.service.record("async", error.code, job.timings, max(0, len(job.inputs) - 1))
             return
         lease = queue.lease(message_id, me)
         log.info("job %s: attempt %d on %s", job_id, attempt, me)
@@ -68,19 +69,24 @@ class Worker(threading.Thread):
         def submitted(request_id: str) -> None:
             queue.update(job_id, me, provider_request_id=request_id, provider_started_at=now_ms())
 
+        garments = max(0, len(job.inputs) - 1)
         try:
             image_url, timings = self.service.run_job(job, on_submitted=submitted, on_poll=lease.renew)
         except TryOnError as error:
-            queue.finish(job_id, message_id, me, status="error", error=error.message(), error_code=error.code)
+            if queue.finish(job_id, message_id, me, status="error", error=error.message(), error_code=error.code):
+                self.service.record("async", error.code, job.timings, garments)
             return
         except redis.RedisError:
             raise  # leave the job pending: another attempt will resume it
         except Exception:
             log.exception("job %s failed", job_id)
             error = TryOnError("internal_error")
-            queue.finish(job_id, message_id, me, status="error", error=error.message(), error_code=error.code)
+            if queue.finish(job_id, message_id, me, status="error", error=error.message(), error_code=error.code):
+                self.service.record("async", error.code, job.timings, garments)
             return
-        if not queue.finish(job_id, message_id, me, status="done", image_url=image_url, timings=timings):
+        if queue.finish(job_id, message_id, me, status="done", image_url=image_url, timings=timings):
+            self.service.record("async", "ok", timings, garments)
+        else:
             log.warning("job %s: finished, but another worker owns it now; keeping its outcome", job_id)
 
 
