@@ -1,12 +1,12 @@
 """tryon's entry point: `python app.py` locally, and what Hugging Face Spaces runs.
 
-Host and port come from GRADIO_SERVER_NAME / GRADIO_SERVER_PORT, which
-gradio's launch() reads itself; nothing here hard-codes them.
+One server: the REST API of the system we replace under /api, Prometheus text
+at /metrics, and the Gradio page (with its named API) at /. Host and port
+come from GRADIO_SERVER_NAME / GRADIO_SERVER_PORT, as for any gradio app.
 """
 
 from __future__ import annotations
 
-import atexit
 import logging
 import os
 import sys
@@ -39,23 +39,61 @@ class Runtime:
         self.redis.close()  # the embedded Redis flushes its append-only file and stops
 
 
-def create_demo(settings: Settings):
-    """(demo, runtime): the Blocks app, and the Redis and workers behind its async jobs."""
+def create_service(settings: Settings):
+    """(service, runtime): the shared service with its Redis, job queue, metrics and workers."""
     prepare_data_dir(settings)
+    from tryon.fetch import SafeFetcher
     from tryon.jobs import JobQueue
+    from tryon.metrics import Metrics
     from tryon.providers import build_provider
     from tryon.redis_server import connect
     from tryon.service import TryOnService
-    from tryon.ui import build_demo
     from tryon.worker import WorkerPool
 
     provider = build_provider(settings)
     redis_handle = connect(settings.redis_url, settings.data_dir)
     queue = JobQueue(redis_handle.client, settings.job_ttl_s, settings.job_visibility_s, settings.job_max_attempts)
-    service = TryOnService(settings, provider, queue)
+    fetcher = SafeFetcher(max_bytes=settings.max_upload_bytes)
+    service = TryOnService(settings, provider, queue, fetcher=fetcher, metrics=Metrics(redis_handle.client))
     workers = WorkerPool(service, settings.workers).start() if settings.workers else None
-    runtime = Runtime(redis_handle, workers)
-    return build_demo(service, redis_description=redis_handle.description), runtime
+    return service, Runtime(redis_handle, workers)
+
+
+def create_app(settings: Settings):
+    """(fastapi app, runtime): REST routes and /metrics first, then the Gradio page mounted at /."""
+    service, runtime = create_service(settings)
+    import gradio as gr
+    from fastapi import FastAPI
+    from fastapi.exceptions import RequestValidationError
+    from fastapi.responses import PlainTextResponse
+
+    from tryon import __version__
+    from tryon.access import gradio_auth
+    from tryon.rest import BodyLimit, build_router, validation_error
+    from tryon.ui import build_demo, launch_options
+
+    api = FastAPI(
+        title="tryon", version=__version__,
+        description="Virtual try-on. The /api routes keep the request and response shapes of the system tryon "
+                    "replaces; the page and its gradio API are at /.",
+        docs_url="/api/docs", openapi_url="/api/openapi.json", redoc_url=None,
+    )
+    api.add_exception_handler(RequestValidationError, validation_error)
+    api.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    api.include_router(build_router(service, settings))
+
+    @api.get("/metrics", response_class=PlainTextResponse, include_in_schema=False)
+    def prometheus() -> str:
+        return service.metrics.prometheus()
+
+    demo = build_demo(service, redis_description=runtime.redis.description)
+    demo.queue(max_size=settings.queue_size, default_concurrency_limit=settings.concurrency)
+    gr.mount_gradio_app(
+        api, demo, path="/", auth=gradio_auth(settings), max_file_size=settings.max_upload_bytes,
+        auth_message="Log in with your user name and password, or any user name and an API key.",
+        **launch_options(),
+    )
+    return api, runtime
 
 
 def main() -> int:
@@ -63,17 +101,25 @@ def main() -> int:
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per HTTP call is noise here
     try:
         settings = Settings.from_env()
-        demo, runtime = create_demo(settings)
+        app, runtime = create_app(settings)
     except ConfigError as error:
         print(f"tryon: configuration error: {error}", file=sys.stderr)
         return 2
-    atexit.register(runtime.close)
-    from tryon.ui import launch_options
+    import uvicorn
 
+    from tryon.access import openness
+
+    host = os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1")
+    port = int(os.environ.get("GRADIO_SERVER_PORT", "7860"))
     log = logging.getLogger("tryon")
     log.info("provider: %s; jobs: %s; %d worker thread(s); data dir: %s",
              settings.provider, runtime.redis.description, settings.workers, settings.data_dir)
-    demo.queue().launch(**launch_options())
+    log.info("access: %s", openness(settings))
+    print(f"* Running on http://{host}:{port}/  (REST API docs: /api/docs)", flush=True)
+    try:
+        uvicorn.run(app, host=host, port=port, log_level="warning")
+    finally:
+        runtime.close()
     return 0
 
 

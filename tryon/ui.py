@@ -199,6 +199,31 @@ class Handlers:
                 return
             time.sleep(WATCH_INTERVAL_S)
 
+    def metrics_view(self, request: gr.Request):
+        """The Metrics tab: a summary table and the latency of recent successful requests."""
+        lang = language(request)
+        if self.service.metrics is None:
+            return say("metrics_off", lang), None
+        summary = self.service.metrics.summary()
+        rate = lambda value: "–" if value is None else f"{value * 100:.1f} %"  # noqa: E731
+        lines = [
+            say("metrics_head", lang, requests=summary["requests"], success=rate(summary["success_rate"]),
+                cache=rate(summary["upload_cache_hit_rate"])),
+            "",
+            f"| {say('mode', lang)} | {say('metrics_requests', lang)} | {say('metrics_success', lang)} | total p50 / p95 ms | provider p50 / p95 ms |",
+            "|---|---:|---:|---:|---:|",
+        ]
+        for mode, stats in summary["by_mode"].items():
+            lines.append(f"| {mode} | {stats['requests']} | {rate(stats['success_rate'])} | "
+                         f"{stats['total_ms']['p50']} / {stats['total_ms']['p95']} | {stats['provider_ms']['p50']} / {stats['provider_ms']['p95']} |")
+        if summary["errors"]:
+            lines += ["", say("metrics_errors", lang) + " " + ", ".join(f"`{k}` × {v}" for k, v in summary["errors"].items())]
+        series = pd.DataFrame(
+            [{"time": pd.Timestamp(p["ts"], unit="ms"), "total_ms": p["total_ms"], "mode": p["mode"]} for p in summary["series"]],
+            columns=["time", "total_ms", "mode"],
+        )
+        return "\n".join(lines), series
+
     @staticmethod
     def switch_mode(mode: str):
         """Show the button of the chosen mode."""
@@ -230,44 +255,51 @@ def build_demo(service: TryOnService, redis_description: str | None = None) -> g
         gr.Markdown(I18N("intro"))
         if provider.is_preview:
             gr.Markdown(I18N("preview_banner"), elem_id="preview-banner")
-        with gr.Row():
-            with gr.Column(scale=1):
-                person = PhotoInput(label=I18N("person"), sources=["upload", "webcam", "clipboard"], height=360, elem_id="person")
-                garments = [PhotoInput(label=I18N("garment_1"), sources=["upload", "clipboard"], height=240, elem_id="garment_1")]
-                with gr.Accordion(I18N("more_garments"), open=False, elem_id="more-garments"):
-                    with gr.Row():
-                        for slot in range(2, GARMENT_SLOTS + 1):
-                            garments.append(PhotoInput(label=I18N(f"garment_{slot}"), sources=["upload", "clipboard"], height=200, elem_id=f"garment_{slot}"))
-                mode = gr.Radio(
-                    choices=[("Sync", "sync"), ("Async", "async")],
-                    value="sync",
-                    label=I18N("mode"),
-                    info=I18N("mode_info"),
-                    interactive=service.queue is not None,
-                    elem_id="mode",
-                )
-                run = gr.Button(I18N("try_on"), variant="primary", elem_id="try-on")
-                run_async = gr.Button(I18N("submit_job"), variant="primary", visible=False, elem_id="submit-job")
-                job_id = gr.Textbox(label=I18N("job_id"), interactive=False, buttons=["copy"], elem_id="job-id")
-                with gr.Accordion(I18N("check_job"), open=False, elem_id="check-job"):
-                    with gr.Row():
-                        check_id = gr.Textbox(show_label=False, placeholder=I18N("check_job_id"), scale=4, elem_id="check-job-id")
-                        check = gr.Button(I18N("check"), scale=1, elem_id="check-job-button")
-            with gr.Column(scale=1):
-                status = gr.Markdown(I18N("status_idle"), elem_id="status")
-                result = gr.Image(label=I18N("result"), type="filepath", format="png", interactive=False, buttons=["download", "fullscreen"], elem_id="result")
-                compare = gr.ImageSlider(label=I18N("before_after"), type="pil", interactive=False, elem_id="compare")
-                table = gr.Dataframe(
-                    headers=["Step", "ms", "Detail"], label=I18N("timings"), visible=False, interactive=False, wrap=True,
-                    column_widths=["38%", "12%", "50%"], elem_id="timings",
-                )
-                with gr.Accordion(I18N("timing_record"), open=False):
-                    record = gr.JSON(elem_id="timing-record")
-        rows = examples()
-        if rows:
-            gallery = gr.Examples(rows, inputs=[person, *garments], label=I18N("examples"), cache_examples=False)
-            # gradio's i18n does not reach Dataset headers: drop them (the pictures speak for themselves).
-            gallery.dataset.headers = []
+        with gr.Tabs():
+            with gr.Tab(I18N("tab_try_on"), id="try-on-tab"):
+                with gr.Row():
+                    with gr.Column(scale=1):
+                        person = PhotoInput(label=I18N("person"), sources=["upload", "webcam", "clipboard"], height=360, elem_id="person")
+                        garments = [PhotoInput(label=I18N("garment_1"), sources=["upload", "clipboard"], height=240, elem_id="garment_1")]
+                        with gr.Accordion(I18N("more_garments"), open=False, elem_id="more-garments"):
+                            with gr.Row():
+                                for slot in range(2, GARMENT_SLOTS + 1):
+                                    garments.append(PhotoInput(label=I18N(f"garment_{slot}"), sources=["upload", "clipboard"], height=200, elem_id=f"garment_{slot}"))
+                        mode = gr.Radio(
+                            choices=[("Sync", "sync"), ("Async", "async")],
+                            value="sync",
+                            label=I18N("mode"),
+                            info=I18N("mode_info"),
+                            interactive=service.queue is not None,
+                            elem_id="mode",
+                        )
+                        run = gr.Button(I18N("try_on"), variant="primary", elem_id="try-on")
+                        run_async = gr.Button(I18N("submit_job"), variant="primary", visible=False, elem_id="submit-job")
+                        job_id = gr.Textbox(label=I18N("job_id"), interactive=False, buttons=["copy"], elem_id="job-id")
+                        with gr.Accordion(I18N("check_job"), open=False, elem_id="check-job"):
+                            with gr.Row():
+                                check_id = gr.Textbox(show_label=False, placeholder=I18N("check_job_id"), scale=4, elem_id="check-job-id")
+                                check = gr.Button(I18N("check"), scale=1, elem_id="check-job-button")
+                    with gr.Column(scale=1):
+                        status = gr.Markdown(I18N("status_idle"), elem_id="status")
+                        result = gr.Image(label=I18N("result"), type="filepath", format="png", interactive=False, buttons=["download", "fullscreen"], elem_id="result")
+                        compare = gr.ImageSlider(label=I18N("before_after"), type="pil", interactive=False, elem_id="compare")
+                        table = gr.Dataframe(
+                            headers=["Step", "ms", "Detail"], label=I18N("timings"), visible=False, interactive=False, wrap=True,
+                            column_widths=["38%", "12%", "50%"], elem_id="timings",
+                        )
+                        with gr.Accordion(I18N("timing_record"), open=False):
+                            record = gr.JSON(elem_id="timing-record")
+                rows = examples()
+                if rows:
+                    gallery = gr.Examples(rows, inputs=[person, *garments], label=I18N("examples"), cache_examples=False)
+                    # gradio's i18n does not reach Dataset headers: drop them (the pictures speak for themselves).
+                    gallery.dataset.headers = []
+            with gr.Tab(I18N("tab_metrics"), id="metrics", elem_id="metrics-tab") as metrics_tab:
+                refresh = gr.Button(I18N("refresh"), size="sm", elem_id="metrics-refresh")
+                metrics_summary = gr.Markdown(elem_id="metrics-summary")
+                metrics_plot = gr.LinePlot(x="time", y="total_ms", color="mode", label=I18N("latency_over_time"),
+                                           x_title="time", y_title="total ms", elem_id="metrics-plot")
         gr.Markdown(I18N(f"footer_{provider.name}"), elem_id="footer")
         if redis_description:
             gr.Markdown(f"Redis: {redis_description}", elem_id="footer-redis")
@@ -291,9 +323,10 @@ def build_demo(service: TryOnService, redis_description: str | None = None) -> g
         upload_in = PhotoInput(visible=False)
         upload_out = gr.Textbox(visible=False)
         gr.Button(visible=False).click(handlers.upload, upload_in, upload_out, api_name="upload")
+        gr.on([refresh.click, metrics_tab.select], handlers.metrics_view, None, [metrics_summary, metrics_plot], api_visibility="private")
     return demo
 
 
 def launch_options() -> dict[str, Any]:
-    """What goes to launch() (theme and i18n moved there in gradio 6)."""
+    """What goes to launch() / mount_gradio_app() (theme and i18n moved there in gradio 6)."""
     return {"i18n": I18N, "theme": gr.themes.Soft(), "footer_links": ["api", "gradio"]}

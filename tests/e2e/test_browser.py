@@ -109,3 +109,39 @@ def test_async_mode_shows_the_job_moving_and_the_picture_arriving(page_in, fal_a
     other.locator("#check-job-button").click()
     other.locator("#result img").wait_for(timeout=20_000)
     assert "Provider call 1" in other.locator("#timings").inner_text()
+
+
+def test_with_tryon_auth_the_page_asks_for_a_login(browser, tmp_path_factory):
+    from conftest import start_app, stop_app
+
+    app = start_app(tmp_path_factory.mktemp("auth-app"), {"TRYON_AUTH": "ann:secret-pass", "TRYON_WORKERS": "0"})
+    try:
+        context = browser.new_context(locale="en-US")
+        page = context.new_page()
+        page.goto(app.url)
+
+        def log_in(password: str) -> None:
+            page.locator("input[type=text]").first.fill("ann")
+            page.locator("input[type=password]").fill(password)
+            page.get_by_role("button", name="Login").click()
+
+        log_in("wrong")
+        page.get_by_text("Incorrect Credentials").wait_for(timeout=10_000)
+        assert page.locator("#try-on").count() == 0
+        log_in("secret-pass")
+        page.locator("#try-on").wait_for(timeout=20_000)
+        context.close()
+    finally:
+        stop_app(app)
+
+
+def test_the_metrics_tab_shows_what_was_done(page_in, asset_paths):
+    page = page_in()
+    upload(page, "person", asset_paths["person_illustration"])
+    upload(page, "garment_1", asset_paths["garment_tshirt_red"])
+    page.locator("#try-on").click()
+    page.locator("#timings").get_by_text("Provider call 1").wait_for(timeout=30_000)
+    page.get_by_role("tab", name="Metrics").click()
+    summary = page.locator("#metrics-summary")
+    summary.get_by_text("Last 24 h").wait_for(timeout=10_000)
+    assert "| sync |" in summary.inner_text() or "sync" in summary.inner_text()

@@ -1,0 +1,243 @@
+"""The seed's JSON API, on the same server as the page, so its existing clients work unchanged.
+
+    POST /api/images/generate   {apiKey, userImage, garments[1..4]} -> {success, resultImage, metadata}
+    POST /api/images/upload     {apiKey, image}                     -> {success, url, uploadTime}
+    POST /api/jobs/submit       {apiKey, userImage, garments}       -> {success, job_id, status}
+    GET  /api/jobs/{id}/status                                      -> {status, image_url, error, timestamps}
+    GET  /api/metrics                                               -> the numbers of the Metrics tab
+
+Images: base64, data URL or https URL. Errors: {success: false, error, code} with
+400 bad input, 401 bad key, 404 unknown job, 413 too large, 429 rate limit or busy,
+502/504 provider failure. The job id is the capability for its status (as in the
+seed): reading a status needs no key; a 192-bit id cannot be guessed.
+"""
+
+from __future__ import annotations
+
+import base64
+import threading
+import time
+from datetime import datetime, timezone
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from .access import RateLimiter, key_is_valid
+from .config import Settings
+from .errors import InvalidRequest, TryOnError, pick_language
+from .service import TryOnService
+
+
+class GenerateRequest(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    apiKey: str | None = Field(None, description="Required when the server sets TRYON_API_KEYS.")
+    userImage: str = Field(..., description="The person: base64, data URL or https URL.")
+    garments: list[str | None] = Field(..., description="1 to 4 garments (base64, data URL or https URL); nulls are skipped.")
+
+
+class UploadRequest(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    apiKey: str | None = None
+    image: str = Field(..., description="base64, data URL or https URL.")
+
+
+class Timings(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    requestId: str
+    be_received_ts: int
+    be_response_sent_ts: int
+    total_backend_ms: float
+    fal_duration_ms: float
+    backend_overhead_ms: float
+    cold_start: bool
+
+
+class Metadata(BaseModel):
+    generatedAt: str
+    inputsCount: dict[str, int]
+    timings: Timings
+
+
+class GenerateResponse(BaseModel):
+    success: bool = True
+    resultImage: str = Field(..., description="The provider's URL for the picture (a data URL for the offline preview).")
+    metadata: Metadata
+
+
+class UploadResponse(BaseModel):
+    success: bool = True
+    url: str
+    uploadTime: float = Field(..., description="Milliseconds to normalize and upload.")
+
+
+class SubmitResponse(BaseModel):
+    success: bool = True
+    job_id: str
+    status: str
+
+
+class JobStatusResponse(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    status: str
+    image_url: str | None
+    error: str | None
+    timestamps: dict[str, int | None]
+
+
+class ErrorResponse(BaseModel):
+    success: bool = False
+    error: str
+    code: str
+
+
+ERRORS = {status: {"model": ErrorResponse} for status in (400, 401, 404, 413, 429, 502, 504)}
+
+
+def error_response(error: TryOnError, request: Request) -> JSONResponse:
+    lang = pick_language(request.headers.get("accept-language"))
+    body = {"success": False, "error": error.message(lang), "code": error.code}
+    if error.field:
+        body["field"] = error.field
+    headers = {"Retry-After": str(int(error.params.get("seconds", 1)) + 1)} if error.http_status == 429 else None
+    return JSONResponse(body, status_code=error.http_status, headers=headers)
+
+
+async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+    """FastAPI's 422 for a malformed body, in the seed's error shape and as a 400."""
+    first = exc.errors()[0] if exc.errors() else {}
+    location = [str(p) for p in first.get("loc", []) if p != "body"]
+    if first.get("type") == "json_invalid":
+        error = InvalidRequest("bad_json", reason=first.get("msg", "")[:120])
+    elif first.get("type") == "missing":
+        error = InvalidRequest("bad_field", name=".".join(location) or "body", expected="present")
+    else:
+        error = InvalidRequest("bad_field", name=".".join(location) or "body", expected=first.get("msg", "valid")[:120].lower())
+    return error_response(error, request)
+
+
+def build_router(service: TryOnService, settings: Settings) -> APIRouter:
+    router = APIRouter(prefix="/api", tags=["seed API"])
+    limiter = RateLimiter(settings.rate_limit_per_min)
+    generating = threading.BoundedSemaphore(settings.concurrency)
+
+    def admit(request: Request, api_key: str | None, needs_key: bool = True) -> None:
+        """Rate limit (per key, else per address), then the key: raise the matching error."""
+        client = f"key:{api_key}" if api_key else f"ip:{request.client.host if request.client else '?'}"
+        allowed, wait = limiter.allow(client)
+        if not allowed:
+            raise InvalidRequest("rate_limited", http_status=429, seconds=wait)
+        if needs_key and settings.api_keys and not key_is_valid(api_key, settings.api_keys):
+            raise InvalidRequest("bad_api_key", http_status=401)
+
+    def result_image(result) -> str:
+        return result.image_url or "data:image/jpeg;base64," + base64.b64encode(result.image).decode()
+
+    @router.post("/images/generate", response_model=GenerateResponse, responses=ERRORS,
+                 summary="Dress the person in 1-4 garments (sync, chained)")
+    def generate(body: GenerateRequest, request: Request):
+        try:
+            admit(request, body.apiKey)
+            if not generating.acquire(timeout=2.0):  # a bounded wait, then a clear 429, never a hung request
+                raise InvalidRequest("busy", http_status=429, seconds=5)
+            try:
+                result = service.try_on_sync(body.userImage, body.garments, fetch=service.provider.is_preview)
+            finally:
+                generating.release()
+        except TryOnError as error:
+            return error_response(error, request)
+        return {
+            "success": True,
+            "resultImage": result_image(result),
+            "metadata": {
+                "generatedAt": datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z"),
+                "inputsCount": {"garments": result.timings["garments"]},
+                "timings": result.timings,
+            },
+        }
+
+    @router.post("/images/upload", response_model=UploadResponse, responses=ERRORS,
+                 summary="Pre-upload one image; pass the URL back later as userImage or a garment")
+    def upload(body: UploadRequest, request: Request):
+        try:
+            admit(request, body.apiKey)
+            started = time.perf_counter()
+            uploaded = service.upload(body.image)
+        except TryOnError as error:
+            return error_response(error, request)
+        return {"success": True, "url": uploaded.ref, "uploadTime": round((time.perf_counter() - started) * 1000, 1)}
+
+    @router.post("/jobs/submit", response_model=SubmitResponse, responses=ERRORS,
+                 summary="Queue an async job (one model call with every garment); answers at once")
+    def submit(body: GenerateRequest, request: Request):
+        try:
+            admit(request, body.apiKey)
+            job = service.submit_job(body.userImage, body.garments)
+        except TryOnError as error:
+            return error_response(error, request)
+        return {"success": True, "job_id": job.job_id, "status": job.status}
+
+    @router.get("/jobs/{job_id}/status", response_model=JobStatusResponse, responses=ERRORS,
+                summary="A job's status: queued, processing, done or error")
+    def status(job_id: str, request: Request):
+        try:
+            admit(request, None, needs_key=False)
+            return service.job_status(job_id)
+        except TryOnError as error:
+            return error_response(error, request)
+
+    @router.get("/metrics", summary="Requests, success rate, latency percentiles, upload cache hit rate")
+    def metrics(request: Request, apiKey: str | None = None) -> dict[str, Any]:
+        try:
+            admit(request, apiKey or request.headers.get("x-api-key"))
+            if service.metrics is None:
+                raise InvalidRequest("async_unavailable", http_status=503)
+            return service.metrics.summary()
+        except TryOnError as error:
+            return error_response(error, request)
+
+    return router
+
+
+class BodyLimit:
+    """ASGI middleware: refuse request bodies over `max_bytes` under `prefix` with a 413,
+    whether or not the client declared a Content-Length."""
+
+    def __init__(self, app, max_bytes: int, prefix: str = "/api/"):
+        self.app = app
+        self.max_bytes = max_bytes
+        self.prefix = prefix
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or not scope["path"].startswith(self.prefix):
+            return await self.app(scope, receive, send)
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            return await self._refuse(send, int(declared))
+        seen = 0
+
+        async def counted_receive():
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_bytes:
+                    raise _TooLarge(seen)
+            return message
+
+        try:
+            await self.app(scope, counted_receive, send)
+        except _TooLarge as too_large:
+            await self._refuse(send, too_large.size)
+
+    async def _refuse(self, send, size: int) -> None:
+        error = InvalidRequest("body_too_large", http_status=413, size_mb=size / 2**20, limit_mb=self.max_bytes / 2**20)
+        response = JSONResponse({"success": False, "error": error.message(), "code": error.code}, status_code=413)
+        await response({"type": "http"}, None, send)
+
+
+class _TooLarge(Exception):
+    def __init__(self, size: int):
+        self.size = size
