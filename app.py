@@ -90,6 +90,7 @@ def create_app(settings: Settings):
     demo.queue(max_size=settings.queue_size, default_concurrency_limit=settings.concurrency)
     gr.mount_gradio_app(
         api, demo, path="/", auth=gradio_auth(settings), max_file_size=settings.max_upload_bytes,
+        mcp_server=settings.mcp,
         auth_message="Log in with your user name and password, or any user name and an API key.",
         **launch_options(),
     )

@@ -186,5 +186,14 @@ def fal_app(tmp_path_factory, fal_server_session):
 
 
 @pytest.fixture(scope="session")
+def rest_app_env(tmp_path_factory, fal_server_session):
+    """(url, key): the app with TRYON_API_KEYS set, for the README's auth snippet."""
+    key = "readme-key-0001"
+    app = start_app(tmp_path_factory.mktemp("keyed-app"), fal_server_session.env(TRYON_API_KEYS=key, TRYON_WORKERS="0"))
+    yield app.url, key
+    stop_app(app)
+
+
+@pytest.fixture(scope="session")
 def asset_paths() -> dict[str, str]:
     return {p.stem: str(p) for p in (ROOT / "assets").glob("*.png")}

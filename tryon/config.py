@@ -77,6 +77,7 @@ class Settings:
     rate_limit_per_min: int = 30  # REST requests per client per minute
     queue_size: int = 64  # gradio queue: requests waiting beyond this are refused, not hung
     concurrency: int = 4  # try-ons running at once per event (and REST generate)
+    mcp: bool = True  # serve the named API as MCP tools at /gradio_api/mcp/
 
     @property
     def provider(self) -> str:
@@ -163,6 +164,8 @@ class Settings:
         )
         queue_size = _parse(env, "TRYON_QUEUE_SIZE", 64, int, lambda v: 1 <= v <= 10_000, "a whole number from 1 to 10000")
         concurrency = _parse(env, "TRYON_CONCURRENCY", 4, int, lambda v: 1 <= v <= 256, "a whole number from 1 to 256")
+        mcp = _parse(env, "TRYON_MCP", True, lambda s: {"1": True, "true": True, "yes": True, "0": False, "false": False, "no": False}[s.lower()],
+                     lambda v: True, "true or false")
         return cls(
             fal_key=fal_key,
             provider_choice=provider_choice,
@@ -186,6 +189,7 @@ class Settings:
             rate_limit_per_min=rate_limit_per_min,
             queue_size=queue_size,
             concurrency=concurrency,
+            mcp=mcp,
         )
 
     @property

@@ -115,8 +115,16 @@ class Handlers:
     def __init__(self, service: TryOnService):
         self.service = service
 
-    def try_on(self, person, garment_1, garment_2, garment_3, garment_4, request: gr.Request, progress=gr.Progress()):
-        """Dress the person in 1 to 4 garments (applied one after another); returns the picture and its timings."""
+    def try_on(self, person, garment_1, garment_2=None, garment_3=None, garment_4=None, request: gr.Request = None, progress=gr.Progress()):
+        """Dress the person in 1 to 4 garments (applied one after another); returns the picture and its timings.
+
+        Args:
+            person: photo of one person, ideally facing the camera on a plain background (JPEG, PNG or WebP)
+            garment_1: photo of the first garment, e.g. a product photo on a plain background
+            garment_2: optional second garment
+            garment_3: optional third garment
+            garment_4: optional fourth garment
+        """
         lang = language(request)
 
         def on_progress(step: int, total: int, field: str) -> None:
@@ -132,8 +140,12 @@ class Handlers:
             raise shown_error(say("internal_error", lang, request_id=request_id)) from None
         return result.to_pil(), result.timings
 
-    def upload(self, image, request: gr.Request):
-        """Normalize one image and store it with the provider; returns a reference for later calls."""
+    def upload(self, image, request: gr.Request = None):
+        """Normalize one image (resize, strip metadata) and store it with the provider; returns its reference.
+
+        Args:
+            image: a photo (JPEG, PNG or WebP)
+        """
         try:
             return self.service.upload(image).ref
         except TryOnError as error:
@@ -159,15 +171,28 @@ class Handlers:
 
         return prepare
 
-    def submit_job(self, person, garment_1, garment_2, garment_3, garment_4, request: gr.Request):
-        """Queue one async job with every garment; returns its id at once."""
+    def submit_job(self, person, garment_1, garment_2=None, garment_3=None, garment_4=None, request: gr.Request = None):
+        """Queue one async job that dresses the person in every garment in one model call; returns its id at once.
+        Poll it with job_status.
+
+        Args:
+            person: photo of one person (JPEG, PNG or WebP)
+            garment_1: photo of the first garment
+            garment_2: optional second garment
+            garment_3: optional third garment
+            garment_4: optional fourth garment
+        """
         try:
             return self.service.submit_job(person, [garment_1, garment_2, garment_3, garment_4]).job_id
         except TryOnError as error:
             raise shown_error(error.message(language(request))) from None
 
-    def job_status(self, job_id, request: gr.Request):
-        """A job's status: status, image_url, error, timestamps (the seed's fields), plus attempts and timings."""
+    def job_status(self, job_id, request: gr.Request = None):
+        """A job's status: status (queued, processing, done or error), image_url, error, timestamps, attempts, timings.
+
+        Args:
+            job_id: the id submit_job returned
+        """
         try:
             return self.service.job_status((job_id or "").strip())
         except TryOnError as error:

@@ -1,0 +1,50 @@
+"""The named API as MCP tools (gradio's MCP server), called by a real MCP client over streamable HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+
+import pytest
+from mcp import ClientSession
+from mcp.client.streamable_http import streamable_http_client
+
+pytestmark = pytest.mark.slow
+
+
+def data_url(path: str) -> str:
+    return "data:image/png;base64," + base64.b64encode(open(path, "rb").read()).decode()
+
+
+def with_session(url: str, work):
+    async def run():
+        async with streamable_http_client(url + "gradio_api/mcp/") as (read, write, _):
+            async with ClientSession(read, write) as session:
+                await session.initialize()
+                return await work(session)
+
+    return asyncio.run(run())
+
+
+def test_the_tools_and_their_schema(app_server):
+    tools = with_session(app_server.url, lambda s: s.list_tools()).tools
+    by_name = {tool.name: tool for tool in tools}
+    assert set(by_name) == {"try_on", "submit_job", "job_status", "upload"}
+    schema = by_name["try_on"].inputSchema
+    assert schema["required"] == ["person", "garment_1"]
+    assert set(schema["properties"]) == {"person", "garment_1", "garment_2", "garment_3", "garment_4"}
+    assert "Dress the person" in by_name["try_on"].description
+
+
+def test_an_agent_tries_a_garment_on(app_server, asset_paths):
+    arguments = {"person": data_url(asset_paths["person_illustration"]), "garment_1": data_url(asset_paths["garment_tshirt_red"])}
+    result = with_session(app_server.url, lambda s: s.call_tool("try_on", arguments))
+    assert not result.isError, result.content
+    text = " ".join(getattr(c, "text", "") for c in result.content)
+    assert "image.png" in text and "fal_call_1" in text and "offline_preview" in text
+
+
+def test_tool_errors_carry_the_specific_message(app_server):
+    result = with_session(app_server.url, lambda s: s.call_tool("job_status", {"job_id": "not-a-real-job-000000"}))
+    assert result.isError and "Job not found" in json.dumps([getattr(c, "text", "") for c in result.content])

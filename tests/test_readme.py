@@ -1,0 +1,46 @@
+"""The README's Python snippets run unchanged (only the address is the test app's)."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from conftest import ROOT
+
+pytestmark = pytest.mark.slow
+README_URL = "http://127.0.0.1:7860/"
+
+
+def snippets() -> list[str]:
+    return re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
+
+
+def run(snippet: str, url: str, monkeypatch) -> dict:
+    monkeypatch.chdir(ROOT)  # the snippets name assets/ relative to the repository
+    namespace: dict = {}
+    exec(compile(snippet.replace(README_URL, url), "README.md", "exec"), namespace)
+    return namespace
+
+
+def test_the_readme_has_the_documented_snippets():
+    text = "\n".join(snippets())
+    for endpoint in ("/try_on", "/upload", "/submit_job", "/job_status"):
+        assert f'api_name="{endpoint}"' in text, endpoint
+    assert 'auth=("api"' in text
+
+
+@pytest.mark.parametrize("index", range(len(snippets())))
+def test_each_snippet_runs(index, app_server, rest_app_env, monkeypatch):
+    snippet = snippets()[index]
+    if 'auth=("api"' in snippet:
+        url, key = rest_app_env
+        monkeypatch.setenv("TRYON_API_KEY", key)
+        namespace = run(snippet, url, monkeypatch)
+        assert namespace["reference"].startswith("https://")
+        return
+    namespace = run(snippet, app_server.url, monkeypatch)
+    if "timings" in namespace:
+        assert namespace["timings"]["garments"] == 2 and namespace["reference"].startswith("local:")
+    if "status" in namespace:
+        assert namespace["status"]["status"] == "done"
