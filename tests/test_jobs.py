@@ -63,10 +63,13 @@ def test_submit_writes_a_record_with_ttl_and_queues_it(fal_jobs, person_png, gar
     assert len(job.job_id) >= 32  # token_urlsafe(24): 192 random bits
     answer = service.job_status(job.job_id)
     assert answer["status"] == "queued" and answer["image_url"] is None and answer["error"] is None
+    assert answer["jobs_waiting"] == 1
     assert set(answer["timestamps"]) == {"created_at", "started_at", "provider_started_at", "finished_at"}
     assert 0 < service.queue.ttl(job.job_id) <= 86400
     assert service.queue.redis.xlen(STREAM) == 1
     assert [i["field"] for i in service.queue.get(job.job_id).inputs] == ["person", "garment_1", "garment_2"]
+    service.submit_job(person_png, garment_pngs[:1])
+    assert service.job_status(job.job_id)["jobs_waiting"] == 2
 
 
 def test_status_goes_queued_processing_done_with_one_call_for_all_garments(fal_jobs, fal_server, person_png, garment_pngs):

@@ -91,13 +91,16 @@ def test_present_fills_slider_table_and_status(handlers, files):
     image, timings = handlers.try_on(files["person"], files["g1"], files["g2"], None, None, request())
     result_path = files["person"].replace("person", "result")
     image.save(result_path)
-    slider, table, status = handlers.present(files["person"], result_path, timings, request("es"))
+    slider, table, chart, status = handlers.present(files["person"], result_path, timings, request("es"))
     assert slider[0].size == slider[1].size
     assert table["visible"] is True
     frame = table["value"]
     assert list(frame.columns) == ["Paso", "ms", "Detalle"]
     assert "Llamada al proveedor 2" in frame["Paso"].tolist()
     assert status.startswith("Vista previa sin conexión")
+    bars = chart["value"]
+    assert chart["visible"] is True and list(bars["step"])[:1] == ["Imágenes"] and chart["sort"] == list(bars["step"])
+    assert "Llamada al proveedor 2" in list(bars["step"])
 
 
 def test_timing_rows_cover_every_call_and_total():
@@ -107,6 +110,16 @@ def test_timing_rows_cover_every_call_and_total():
     steps = [row[0] for row in rows]
     assert steps.count("Provider call 1") == 1 and "Provider call 2" in steps and "Provider call 3" not in steps
     assert rows[-1] == ["Total", 10140, "r1"]
+
+
+def test_timing_bars_add_up_to_the_total():
+    from tryon.ui import timing_bars
+
+    timings = {"inputs_ms": 30, "queue_wait_ms": 200, "fal_call_1": 5000, "fal_call_2": 5100, "download_ms": 3,
+               "total_backend_ms": 10400}
+    bars = timing_bars(timings)
+    assert list(bars["step"]) == ["Inputs", "Waiting in the job queue", "Provider call 1", "Provider call 2", "Fetch result", "Other overhead"]
+    assert bars["ms"].sum() == pytest.approx(10400) and bars["ms"].iloc[-1] == pytest.approx(67)
 
 
 def test_language_pick():

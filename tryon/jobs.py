@@ -169,6 +169,17 @@ class JobQueue:
         data = self.redis.hgetall(JOB_KEY.format(job_id))
         return Job.from_hash(data) if data else None
 
+    def waiting(self) -> int:
+        """Jobs in the stream that no worker has taken yet (finished ones are deleted from it)."""
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.xlen(STREAM)
+        pipe.xpending(STREAM, GROUP)
+        try:
+            length, pending = pipe.execute()
+        except redis.ResponseError:  # no group yet: nothing was ever taken
+            return self.redis.xlen(STREAM)
+        return max(0, length - int(pending.get("pending", 0)))
+
     def ttl(self, job_id: str) -> int:
         return self.redis.ttl(JOB_KEY.format(job_id))
 

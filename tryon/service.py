@@ -293,6 +293,8 @@ class TryOnService:
         if job is None:
             raise InvalidRequest("job_not_found", http_status=404)
         answer = job.public()
+        if job.status == "queued":
+            answer["jobs_waiting"] = self.queue.waiting()
         if job.image_url and not job.image_url.startswith("https://"):
             # An offline-preview result lives in this process's memory, not at a URL: inline it.
             try:

@@ -94,6 +94,22 @@ def timing_rows(timings: dict[str, Any], lang: str = "en") -> list[list[Any]]:
     return rows
 
 
+def timing_bars(timings: dict[str, Any], lang: str = "en") -> pd.DataFrame:
+    """Where the time went, as bars: inputs, queue wait, each provider call, fetch, and the rest."""
+    bars = [(say("bar_inputs", lang), timings.get("inputs_ms") or 0.0)]
+    if timings.get("queue_wait_ms"):
+        bars.append((say("row_queue", lang), timings["queue_wait_ms"]))
+    n = 1
+    while f"fal_call_{n}" in timings:
+        bars.append((say("row_call", lang, n=n), timings[f"fal_call_{n}"]))
+        n += 1
+    if timings.get("download_ms"):
+        bars.append((say("row_download", lang), timings["download_ms"]))
+    accounted = sum(ms for _, ms in bars)
+    bars.append((say("bar_other", lang), max(0.0, (timings.get("total_backend_ms") or 0.0) - accounted)))
+    return pd.DataFrame([{"step": step, "ms": round(float(ms), 1)} for step, ms in bars])
+
+
 def examples() -> list[list[str | None]]:
     """Example rows [person, garment_1..4] from assets/, skipping any file that is missing."""
     rows = [
@@ -217,8 +233,11 @@ class Handlers:
             if job["status"] == "error":
                 raise shown_error(job["error"])
             since = job["timestamps"]["started_at"] or job["timestamps"]["created_at"]
-            key = "job_queued" if job["status"] == "queued" else "job_processing"
-            yield say(key, lang, job_id=job_id, seconds=(now - since) / 1000), gr.skip(), gr.skip()
+            if job["status"] == "queued":
+                text = say("job_queued", lang, job_id=job_id, seconds=(now - since) / 1000, waiting=job.get("jobs_waiting", 0))
+            else:
+                text = say("job_processing", lang, job_id=job_id, seconds=(now - since) / 1000)
+            yield text, gr.skip(), gr.skip()
             if time.monotonic() > deadline:
                 yield say("job_still_running", lang, job_id=job_id), gr.skip(), gr.skip()
                 return
@@ -258,7 +277,7 @@ class Handlers:
         """Fill the before/after slider, the timing table and the status line from a finished try-on."""
         lang = language(request)
         if result is None or not timings:
-            return None, gr.update(visible=False), say("status_idle", lang)
+            return None, gr.update(visible=False), gr.update(visible=False), say("status_idle", lang)
         before = Image.open(person).convert("RGB") if isinstance(person, str) and not person.startswith("data:") else None
         seconds = (timings.get("total_backend_ms") or 0) / 1000
         status = say("status_done_preview", lang, seconds=seconds) if timings.get("offline_preview") else say(
@@ -268,7 +287,9 @@ class Handlers:
         headers = [say("step", lang), say("ms", lang), say("detail", lang)]
         # The table appears with its first result: gradio's i18n cannot translate Dataframe headers, so they are built here.
         table = gr.update(value=pd.DataFrame(timing_rows(timings, lang), columns=headers), visible=True)
-        return slider, table, status
+        bars = timing_bars(timings, lang)
+        chart = gr.update(value=bars, sort=list(bars["step"]), visible=True)  # in the order the time was spent
+        return slider, table, chart, status
 
 
 def build_demo(service: TryOnService, redis_description: str | None = None) -> gr.Blocks:
@@ -313,6 +334,8 @@ def build_demo(service: TryOnService, redis_description: str | None = None) -> g
                             headers=["Step", "ms", "Detail"], label=I18N("timings"), visible=False, interactive=False, wrap=True,
                             column_widths=["38%", "12%", "50%"], elem_id="timings",
                         )
+                        chart = gr.BarPlot(x="step", y="ms", label=I18N("timing_chart"), visible=False, sort=None,
+                                           x_title=" ", y_title="ms", height=280, elem_id="timing-chart")
                         with gr.Accordion(I18N("timing_record"), open=False):
                             record = gr.JSON(elem_id="timing-record")
                 rows = examples()
@@ -332,14 +355,14 @@ def build_demo(service: TryOnService, redis_description: str | None = None) -> g
         for slot, field in zip([person, *garments], ["person"] + [f"garment_{n}" for n in range(1, GARMENT_SLOTS + 1)]):
             slot.upload(handlers.prepare_slot(field), slot, slot, api_visibility="private", show_progress="hidden")
         run.click(handlers.try_on, [person, *garments], [result, record], api_name="try_on", show_progress_on=[result]).success(
-            handlers.present, [person, result, record], [compare, table, status], api_visibility="private"
+            handlers.present, [person, result, record], [compare, table, chart, status], api_visibility="private"
         )
         mode.change(handlers.switch_mode, mode, [run, run_async], api_visibility="private")
         run_async.click(handlers.submit_job, [person, *garments], job_id, api_name="submit_job").success(
             handlers.watch_job, job_id, [status, result, record], api_visibility="private", show_progress="minimal"
-        ).success(handlers.present, [person, result, record], [compare, table, status], api_visibility="private")
+        ).success(handlers.present, [person, result, record], [compare, table, chart, status], api_visibility="private")
         check.click(handlers.watch_job, check_id, [status, result, record], api_visibility="private", show_progress="minimal").success(
-            handlers.present, [person, result, record], [compare, table, status], api_visibility="private"
+            handlers.present, [person, result, record], [compare, table, chart, status], api_visibility="private"
         )
         status_in = gr.Textbox(visible=False)
         status_out = gr.JSON(visible=False)
