@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import json
 import os
 import tempfile
 from pathlib import Path
@@ -32,6 +33,8 @@ _server = FalTestServer(cert=_CERT, key_file=_KEY)
 os.environ.update(_server.env())
 
 from synthetic import draw_garment, draw_person  # noqa: E402
+
+from bench.naive import naive_try_on  # noqa: E402  (imports fal-client: after the environment is set)
 
 from tryon.config import Settings  # noqa: E402
 from tryon.providers import build_provider  # noqa: E402
@@ -103,7 +106,26 @@ def main() -> None:
         raw.append(len(photo))
     rows["12 MP JPEG: preprocess (decode+orient+resize+encode)"] = summary(intake)
     rows["12 MP JPEG: upload to storage"] = summary(upload)
+    # The naive client and ours, on the same 12 MP person photo and garment, in the same run.
+    naive_ms, naive_bytes, ours_ms, ours_bytes = [], [], [], []
+    client = service.provider.client
+    garment_photo = camera_jpeg(999, size=(2000, 2000))
+    for seed in range(args.requests):
+        photo = camera_jpeg(1000 + seed)
+        ms, sent_bytes = naive_try_on(client, settings.fal_model, photo, [garment_photo])
+        naive_ms.append(ms)
+        naive_bytes.append(sent_bytes)
+        before = sum(r.body for r in _server.uploads if isinstance(r.body, int))
+        before_submit = sum(len(json.dumps(r.body)) for r in _server.submits)
+        t = service.try_on_sync(camera_jpeg(2000 + seed), [garment_photo]).timings
+        ours_ms.append(t["total_backend_ms"])
+        ours_bytes.append(sum(r.body for r in _server.uploads if isinstance(r.body, int)) - before
+                          + sum(len(json.dumps(r.body)) for r in _server.submits) - before_submit)
+    rows["naive client (base64, no resize): 1 garment, 12 MP photo"] = summary(naive_ms)
+    rows["tryon: 1 garment, 12 MP photo (new photo each time)"] = summary(ours_ms)
     report(f"FAL path, test server, model latency {args.latency:.2f} s", rows)
+    print(f"bytes sent per request, 12 MP photo + 4 MP garment: naive {np.mean(naive_bytes) / 2**20:.2f} MB, "
+          f"tryon {np.mean(ours_bytes) / 1024:.0f} KB (uploads + model request; the garment is uploaded once)")
     print(f"12 MP JPEG: {np.mean(raw) / 2**20:.2f} MB in, {np.mean(sent) / 1024:.0f} KB sent to the provider")
 
     _server.reset()

@@ -20,6 +20,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import numpy as np
+
 from bench.common import machine, report, summary
 
 _tmp = Path(tempfile.mkdtemp(prefix="bench-jobs-"))
@@ -100,6 +102,23 @@ def main() -> None:
     print(json.dumps({"benchmark": "async burst", "jobs": args.jobs, "latency_s": args.latency, "workers": args.workers,
            "all_finished_s": round(all_done_s, 2), "ideal_s": round(ideal, 2), "done": done, "lost": lost,
            "generations": generations}))
+    # Four garments: the sync chain (4 calls) against one async job (1 call), in model latencies.
+    pool = WorkerPool(service, 2).start()
+    sync_x, async_x = [], []
+    for _ in range(3):
+        started = time.perf_counter()
+        service.try_on_sync(person, garments)
+        sync_x.append((time.perf_counter() - started) / args.latency)
+        started = time.perf_counter()
+        job_id = service.submit_job(person, garments).job_id
+        while queue.get(job_id).status not in ("done", "error"):
+            time.sleep(0.02)
+        async_x.append((time.perf_counter() - started) / args.latency)
+    pool.stop()
+    print(f"\n4 garments, wall time in model latencies ({args.latency:.1f} s): sync chain {np.median(sync_x):.2f}x, "
+          f"async job {np.median(async_x):.2f}x")
+    print(json.dumps({"benchmark": "4 garments sync vs async", "latency_s": args.latency,
+                      "sync_x": round(float(np.median(sync_x)), 2), "async_x": round(float(np.median(async_x)), 2)}))
     handle.close()
     _server.stop()
 

@@ -26,6 +26,7 @@ Run it alone (for the app started by hand, or the benchmarks):
 from __future__ import annotations
 
 import argparse
+import base64
 import io
 import json
 import shutil
@@ -183,6 +184,12 @@ class FalTestServer:
         return f"{self.url}/files/{file_id}"
 
     def file_for(self, url: str) -> bytes | None:
+        if url.startswith("data:"):  # FAL accepts images inlined as data URIs too (what a naive client sends)
+            header, _, payload = url.partition(",")
+            try:
+                return base64.b64decode(payload) if header.endswith(";base64") else None
+            except ValueError:
+                return None
         parts = urlsplit(url)
         if parts.netloc != self.host or not parts.path.startswith("/files/"):
             return None

@@ -46,3 +46,16 @@ def page_in(browser, app_server, request):
     for n, (context, page) in enumerate(pages):
         page.screenshot(path=str(ARTIFACTS / f"{request.node.name}-{n}.png"), full_page=True)
         context.close()
+
+
+@pytest.fixture
+def snap(request):
+    """snap(page, "step") saves a screenshot of this step under test-artifacts/, to look at."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    count = [0]
+
+    def take(page, step: str) -> None:
+        count[0] += 1
+        page.screenshot(path=str(ARTIFACTS / f"{request.node.name}-step{count[0]}-{step}.png"), full_page=True)
+
+    return take

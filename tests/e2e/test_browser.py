@@ -13,16 +13,19 @@ def upload(page, slot: str, path: str) -> None:
     page.locator(f"#{slot} input[type=file]").set_input_files(path)
 
 
-def test_person_and_two_garments_give_a_picture_and_a_timing_table(page_in, asset_paths):
+def test_person_and_two_garments_give_a_picture_and_a_timing_table(page_in, asset_paths, snap):
     page = page_in()
+    snap(page, "empty")
     assert page.locator("#preview-banner").inner_text().startswith("Offline preview mode.")
     upload(page, "person", asset_paths["person_illustration"])
     upload(page, "garment_1", asset_paths["garment_tshirt_red"])
     page.locator("#more-garments").get_by_text("More garments").click()
     upload(page, "garment_2", asset_paths["garment_jacket_denim"])
+    snap(page, "filled")
     page.locator("#try-on").click()
     page.locator("#result img").wait_for(timeout=30_000)
     page.locator("#timings").get_by_text("Provider call 2").wait_for(timeout=10_000)
+    snap(page, "result")
     table = page.locator("#timings").inner_text()
     assert "Provider call 1" in table and "Total" in table and "Backend overhead" in table
     assert "Offline preview (not the AI result)" in page.locator("#status").inner_text()
@@ -89,7 +92,7 @@ def test_with_fal_the_photos_upload_on_drop_and_the_model_s_picture_arrives(page
     assert "with FAL · fal-ai/nano-banana-pro/edit" in page.locator("#status").inner_text()
 
 
-def test_async_mode_shows_the_job_moving_and_the_picture_arriving(page_in, fal_app, fal_server, asset_paths):
+def test_async_mode_shows_the_job_moving_and_the_picture_arriving(page_in, fal_app, fal_server, asset_paths, snap):
     fal_server.behaviour.latency_s = 2.0
     page = page_in(app=fal_app)
     upload(page, "person", asset_paths["person_illustration"])
@@ -97,10 +100,12 @@ def test_async_mode_shows_the_job_moving_and_the_picture_arriving(page_in, fal_a
     page.locator("#mode").get_by_text("Async", exact=True).click()
     page.locator("#submit-job").click()
     page.locator("#status").get_by_text("processing").wait_for(timeout=20_000)
+    snap(page, "processing")
     job_id = page.locator("#job-id textarea, #job-id input").first.input_value()
     assert len(job_id) >= 32
     page.locator("#status").get_by_text("done in").wait_for(timeout=30_000)
     page.locator("#result img").wait_for(timeout=10_000)
+    snap(page, "done")
     assert len(fal_server.submits) == 1
     # a second visitor checks the same job by its id
     other = page_in(app=fal_app)
@@ -145,3 +150,23 @@ def test_the_metrics_tab_shows_what_was_done(page_in, asset_paths):
     summary = page.locator("#metrics-summary")
     summary.get_by_text("Last 24 h").wait_for(timeout=10_000)
     assert "| sync |" in summary.inner_text() or "sync" in summary.inner_text()
+
+
+def test_sync_progress_says_which_garment_is_being_applied(page_in, fal_app, fal_server, tmp_path, snap):
+    fal_server.behaviour.latency_s = 1.5
+    page = page_in(app=fal_app)
+    person, first, second = tmp_path / "p.png", tmp_path / "g1.png", tmp_path / "g2.png"
+    draw_person(shirt=(200, 200, 90)).image.save(person)
+    draw_garment("tshirt", colour=(20, 120, 200)).save(first)
+    draw_garment("hoodie", colour=(90, 20, 120)).save(second)
+    upload(page, "person", str(person))
+    upload(page, "garment_1", str(first))
+    page.locator("#more-garments").get_by_text("More garments").click()
+    upload(page, "garment_2", str(second))
+    page.locator("#try-on").click()
+    page.get_by_text("Applying garment 1 of 2").wait_for(timeout=15_000)
+    snap(page, "garment-1-of-2")
+    page.get_by_text("Applying garment 2 of 2").wait_for(timeout=15_000)
+    snap(page, "garment-2-of-2")
+    page.locator("#timing-chart").wait_for(timeout=15_000)
+    snap(page, "chart")
