@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from mcp import ClientSession
@@ -24,7 +25,10 @@ def with_session(url: str, work):
                 await session.initialize()
                 return await work(session)
 
-    return asyncio.run(run())
+    # On a thread of its own: Playwright's sync API (the browser tests) keeps an event loop
+    # running on the main thread for the whole session, and asyncio.run() refuses to nest.
+    with ThreadPoolExecutor(1) as thread:
+        return thread.submit(asyncio.run, run()).result()
 
 
 def test_the_tools_and_their_schema(app_server):
