@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
 from dataclasses import dataclass
 
@@ -32,10 +33,11 @@ class Runtime:
 
     redis: object
     workers: object | None
+    grace_s: float = 20.0
 
     def close(self) -> None:
         if self.workers is not None:
-            self.workers.stop()
+            self.workers.stop(self.grace_s)  # jobs in flight finish, or go back to the queue
         self.redis.close()  # the embedded Redis flushes its append-only file and stops
 
 
@@ -56,7 +58,7 @@ def create_service(settings: Settings):
     fetcher = SafeFetcher(max_bytes=settings.max_upload_bytes)
     service = TryOnService(settings, provider, queue, fetcher=fetcher, metrics=Metrics(redis_handle.client))
     workers = WorkerPool(service, settings.workers).start() if settings.workers else None
-    return service, Runtime(redis_handle, workers)
+    return service, Runtime(redis_handle, workers, settings.shutdown_grace_s)
 
 
 def create_app(settings: Settings):
@@ -117,10 +119,18 @@ def main() -> int:
              settings.provider, runtime.redis.description, settings.workers, settings.data_dir)
     log.info("access: %s", openness(settings))
     print(f"* Running on http://{host}:{port}/  (REST API docs: /api/docs)", flush=True)
+    # On SIGTERM/SIGINT uvicorn stops accepting connections and gives open requests the grace
+    # period; then the workers get theirs, and the embedded Redis is flushed and stopped. uvicorn
+    # re-raises the signal to the handler that was there before it: make that one ours, so the
+    # re-raise lands here instead of killing the process before the cleanup below.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: None)
     try:
-        uvicorn.run(app, host=host, port=port, log_level="warning")
+        uvicorn.run(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=settings.shutdown_grace_s)
     finally:
+        log.info("shutting down: work in flight gets up to %.0f s", settings.shutdown_grace_s)
         runtime.close()
+        log.info("stopped")
     return 0
 
 

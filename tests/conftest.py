@@ -100,6 +100,7 @@ def start_app(tmp_dir: Path, extra_env: dict[str, str] | None = None, timeout: f
         PYTHONUNBUFFERED="1",
     )
     env.update(extra_env or {})
+    tmp_dir.mkdir(parents=True, exist_ok=True)
     log_path = tmp_dir / f"app-{port}.log"
     log_file = open(log_path, "wb")
     process = subprocess.Popen([sys.executable, str(ROOT / "app.py")], cwd=ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT)

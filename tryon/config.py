@@ -78,6 +78,7 @@ class Settings:
     queue_size: int = 64  # gradio queue: requests waiting beyond this are refused, not hung
     concurrency: int = 4  # try-ons running at once per event (and REST generate)
     mcp: bool = True  # serve the named API as MCP tools at /gradio_api/mcp/
+    shutdown_grace_s: float = 20.0  # on SIGTERM, how long work in flight may take to finish
 
     @property
     def provider(self) -> str:
@@ -166,6 +167,8 @@ class Settings:
         concurrency = _parse(env, "TRYON_CONCURRENCY", 4, int, lambda v: 1 <= v <= 256, "a whole number from 1 to 256")
         mcp = _parse(env, "TRYON_MCP", True, lambda s: {"1": True, "true": True, "yes": True, "0": False, "false": False, "no": False}[s.lower()],
                      lambda v: True, "true or false")
+        shutdown_grace_s = _parse(env, "TRYON_SHUTDOWN_GRACE", 20.0, float, lambda v: 0 <= v <= 600,
+                                  "a number of seconds between 0 and 600")
         return cls(
             fal_key=fal_key,
             provider_choice=provider_choice,
@@ -190,6 +193,7 @@ class Settings:
             queue_size=queue_size,
             concurrency=concurrency,
             mcp=mcp,
+            shutdown_grace_s=shutdown_grace_s,
         )
 
     @property

@@ -15,6 +15,7 @@ import logging
 import signal
 import sys
 import threading
+import time
 
 import redis
 
@@ -33,13 +34,18 @@ class Worker(threading.Thread):
         self.queue: JobQueue = service.queue
         self.stopping = stop
         self.consumer = consumer_name()
+        self.current: str | None = None  # the message being worked on, for release at shutdown
 
     def run(self) -> None:
         while not self.stopping.is_set():
             try:
                 message = self.queue.next_message(self.consumer, block_ms=500)
                 if message is not None:
-                    self.process(*message)
+                    self.current = message[0]
+                    try:
+                        self.process(*message)
+                    finally:
+                        self.current = None
             except redis.RedisError as error:
                 log.warning("worker %s: Redis unavailable (%s); retrying", self.consumer, type(error).__name__)
                 self.stopping.wait(1.0)
@@ -100,10 +106,20 @@ class WorkerPool:
             worker.start()
         return self
 
-    def stop(self, timeout: float = 10.0) -> None:
+    def stop(self, grace_s: float = 20.0) -> None:
+        """Take no new job; let jobs in flight finish for up to `grace_s`; hand the rest back."""
         self.stop_event.set()
+        deadline = time.monotonic() + grace_s
         for worker in self.workers:
-            worker.join(timeout)
+            worker.join(max(0.0, deadline - time.monotonic()))
+        for worker in self.workers:
+            message_id = worker.current
+            if worker.is_alive() and message_id is not None:
+                try:
+                    worker.queue.release(message_id, worker.consumer)
+                    log.info("shutdown: handed job message %s back to the queue", message_id)
+                except redis.RedisError:
+                    pass  # it will be taken over after the visibility timeout instead
 
 
 def main() -> int:
@@ -126,7 +142,8 @@ def main() -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: done.set())
     done.wait()
-    pool.stop()
+    log.info("stopping: no new jobs; up to %.0f s for jobs in flight", settings.shutdown_grace_s)
+    pool.stop(settings.shutdown_grace_s)
     handle.close()
     return 0
 
