@@ -71,7 +71,7 @@ def create_app(settings: Settings):
 
     from tryon import __version__
     from tryon.access import gradio_auth
-    from tryon.rest import BodyLimit, build_router, validation_error
+    from tryon.rest import BodyLimit, build_router, unexpected_error, validation_error
     from tryon.ui import build_demo, launch_options
 
     api = FastAPI(
@@ -81,6 +81,7 @@ def create_app(settings: Settings):
         docs_url="/api/docs", openapi_url="/api/openapi.json", redoc_url=None,
     )
     api.add_exception_handler(RequestValidationError, validation_error)
+    api.add_exception_handler(Exception, unexpected_error)
     api.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     api.include_router(build_router(service, settings))
 

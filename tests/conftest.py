@@ -78,11 +78,12 @@ def garment_pngs() -> list[bytes]:
 
 
 class RunningApp:
-    def __init__(self, url: str, process: subprocess.Popen, log_path: Path, data_dir: Path):
+    def __init__(self, url: str, process: subprocess.Popen, log_path: Path, data_dir: Path, tmp_dir: Path):
         self.url = url
         self.process = process
         self.log_path = log_path
         self.data_dir = data_dir
+        self.tmp_dir = tmp_dir
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -97,8 +98,10 @@ def start_app(tmp_dir: Path, extra_env: dict[str, str] | None = None, timeout: f
         GRADIO_SERVER_PORT=str(port),
         GRADIO_ANALYTICS_ENABLED="False",
         TRYON_DATA_DIR=str(tmp_dir / "data"),
+        TMPDIR=str(tmp_dir / "tmp"),  # the app's own temp dir, so tests can see what it leaves behind
         PYTHONUNBUFFERED="1",
     )
+    (tmp_dir / "tmp").mkdir(parents=True, exist_ok=True)
     env.update(extra_env or {})
     tmp_dir.mkdir(parents=True, exist_ok=True)
     log_path = tmp_dir / f"app-{port}.log"
@@ -112,7 +115,7 @@ def start_app(tmp_dir: Path, extra_env: dict[str, str] | None = None, timeout: f
         try:
             with urllib.request.urlopen(url, timeout=2) as response:
                 if response.status == 200:
-                    return RunningApp(url, process, log_path, Path(env["TRYON_DATA_DIR"]))
+                    return RunningApp(url, process, log_path, Path(env["TRYON_DATA_DIR"]), Path(env["TMPDIR"]))
         except OSError:
             time.sleep(0.3)
     process.kill()
@@ -167,8 +170,9 @@ def redis_server(redis_session) -> RedisProcess:
 
 @pytest.fixture(scope="session")
 def app_server(tmp_path_factory):
-    """The app on embedded defaults (no FAL key, no Redis), shared by the client and browser tests."""
-    app = start_app(tmp_path_factory.mktemp("app"))
+    """The app on embedded defaults (no FAL key, no Redis), shared by the client and browser tests.
+    Only its REST rate limit is raised: the corpus alone sends more than 30 requests a minute."""
+    app = start_app(tmp_path_factory.mktemp("app"), {"TRYON_RATE_LIMIT": "100000"})
     yield app
     stop_app(app)
 

@@ -172,6 +172,13 @@ def test_the_rate_limit_is_per_client_with_retry_after(http):
     assert http.post("/api/images/upload", json={"apiKey": KEY, "image": "AAAA"}).status_code == 400
 
 
+def test_made_up_keys_do_not_dodge_the_rate_limit(rest_app):
+    with httpx.Client(base_url=rest_app.url, timeout=30, headers={"x-forwarded-for": "1.2.3.4"}) as other:
+        statuses = [other.post("/api/images/upload", json={"apiKey": f"made-up-{n:06d}", "image": "AAAA"}).status_code
+                    for n in range(45)]
+    assert 429 in statuses  # counted against the address, whatever key each request claims
+
+
 def test_openapi_documents_the_routes_and_their_errors(http):
     spec = http.get("/api/openapi.json").json()
     for path in ("/api/images/generate", "/api/images/upload", "/api/jobs/submit", "/api/jobs/{job_id}/status"):

@@ -154,6 +154,10 @@ MESSAGES: dict[str, dict[str, str]] = {
         "en": "Gave up after {attempts} attempts: the workers processing this job stopped before finishing it.",
         "es": "Se abandonó tras {attempts} intentos: los procesos que lo trataban se detuvieron antes de terminar.",
     },
+    "internal_error_id": {
+        "en": "Something went wrong on our side (request {request_id}). Please try again.",
+        "es": "Algo falló por nuestra parte (petición {request_id}). Inténtalo de nuevo.",
+    },
     "internal_error": {
         "en": "Something went wrong on our side while processing this job.",
         "es": "Algo falló por nuestra parte al procesar este trabajo.",

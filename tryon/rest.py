@@ -15,8 +15,10 @@ seed): reading a status needs no key; a 192-bit id cannot be guessed.
 from __future__ import annotations
 
 import base64
+import logging
 import threading
 import time
+import uuid
 from datetime import datetime, timezone
 from typing import Any
 
@@ -29,6 +31,8 @@ from .access import RateLimiter, key_is_valid
 from .config import Settings
 from .errors import InvalidRequest, TryOnError, pick_language
 from .service import TryOnService
+
+log = logging.getLogger(__name__)
 
 
 class GenerateRequest(BaseModel):
@@ -105,6 +109,14 @@ def error_response(error: TryOnError, request: Request) -> JSONResponse:
     return JSONResponse(body, status_code=error.http_status, headers=headers)
 
 
+async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:
+    """Anything we did not foresee: logged with an id, answered in the seed's shape, no details."""
+    request_id = uuid.uuid4().hex[:12]
+    log.error("unexpected error on %s (request %s)", request.url.path, request_id, exc_info=exc)
+    error = TryOnError("internal_error_id", http_status=500, request_id=request_id)
+    return error_response(error, request)
+
+
 async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
     """FastAPI's 422 for a malformed body, in the seed's error shape and as a 400."""
     first = exc.errors()[0] if exc.errors() else {}
@@ -125,7 +137,9 @@ def build_router(service: TryOnService, settings: Settings) -> APIRouter:
 
     def admit(request: Request, api_key: str | None, needs_key: bool = True) -> None:
         """Rate limit (per key, else per address), then the key: raise the matching error."""
-        client = f"key:{api_key}" if api_key else f"ip:{request.client.host if request.client else '?'}"
+        # Only a valid key names the client; otherwise a new made-up key per request would dodge the limit.
+        valid_key = bool(api_key) and key_is_valid(api_key, settings.api_keys)
+        client = f"key:{api_key}" if valid_key else f"ip:{request.client.host if request.client else '?'}"
         allowed, wait = limiter.allow(client)
         if not allowed:
             raise InvalidRequest("rate_limited", http_status=429, seconds=wait)
