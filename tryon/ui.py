@@ -296,7 +296,8 @@ def build_demo(service: TryOnService, redis_description: str | None = None) -> g
     provider = service.provider
     handlers = Handlers(service)
 
-    with gr.Blocks(title="tryon: virtual try-on") as demo:
+    # delete_cache: gradio removes uploads and results older than a day, checked hourly (photos of people).
+    with gr.Blocks(title="tryon: virtual try-on", delete_cache=(3600, 86400)) as demo:
         gr.Markdown(I18N("title"))
         gr.Markdown(I18N("intro"))
         if provider.is_preview:
