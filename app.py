@@ -65,12 +65,12 @@ def create_app(settings: Settings):
     """(fastapi app, runtime): REST routes and /metrics first, then the Gradio page mounted at /."""
     service, runtime = create_service(settings)
     import gradio as gr
-    from fastapi import FastAPI
+    from fastapi import FastAPI, Request
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import PlainTextResponse
 
     from tryon import __version__
-    from tryon.access import gradio_auth
+    from tryon.access import gradio_auth, key_is_valid
     from tryon.rest import BodyLimit, build_router, unexpected_error, validation_error
     from tryon.ui import build_demo, launch_options
 
@@ -86,7 +86,12 @@ def create_app(settings: Settings):
     api.include_router(build_router(service, settings))
 
     @api.get("/metrics", response_class=PlainTextResponse, include_in_schema=False)
-    def prometheus() -> str:
+    def prometheus(request: Request):
+        # With keys set, scrapers send one as a bearer token (Prometheus: authorization.credentials).
+        if settings.api_keys:
+            token = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
+            if not key_is_valid(token, settings.api_keys):
+                return PlainTextResponse("missing or invalid API key\n", status_code=401)
         return service.metrics.prometheus()
 
     demo = build_demo(service, redis_description=runtime.redis.description)

@@ -216,7 +216,8 @@ def test_metrics_count_what_was_done(http, rest_app, person_b64, garment_b64):
     assert after["errors"].get("no_garment", 0) - before["errors"].get("no_garment", 0) == 1
     assert after["by_mode"]["sync"]["total_ms"]["p50"] > 0 and 0 <= after["upload_cache_hit_rate"] <= 1
     assert http.get("/api/metrics").status_code == 401  # metrics are behind the key too
-    prometheus = http.get("/metrics").text
+    assert http.get("/metrics").status_code == 401  # with keys set, scrapers need one too
+    prometheus = http.get("/metrics", headers={"authorization": f"Bearer {KEY}"}).text
     assert 'tryon_requests_total{mode="sync",outcome="ok"}' in prometheus
     assert 'tryon_request_duration_ms{mode="sync",quantile="0.50"}' in prometheus
 
@@ -229,3 +230,11 @@ def test_one_json_log_line_per_request_without_images_or_keys(rest_app, http, pe
     assert len(mine) == 1 and mine[0]["mode"] == "sync" and mine[0]["outcome"] == "ok" and mine[0]["provider"] == "fal"
     log = rest_app.log()
     assert KEY not in log and RATE_KEY not in log and "secret-pass" not in log and person_b64[:200] not in log
+
+
+def test_no_route_lists_jobs(http, rest_app):
+    for path in ("/api/jobs", "/api/jobs/", "/api/jobs/status", "/api/jobs/list"):
+        assert http.get(path).status_code in (404, 405), path
+    assert http.post("/api/jobs", json={"apiKey": KEY}).status_code in (404, 405)
+    spec = http.get("/api/openapi.json").json()
+    assert [p for p in spec["paths"] if p.startswith("/api/jobs")] == ["/api/jobs/submit", "/api/jobs/{job_id}/status"]
