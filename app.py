@@ -13,6 +13,8 @@ import signal
 import sys
 from dataclasses import dataclass
 
+from fastapi import Request  # module level: FastAPI resolves the string annotation from these globals
+
 from tryon.config import Settings
 from tryon.errors import ConfigError
 
@@ -65,7 +67,7 @@ def create_app(settings: Settings):
     """(fastapi app, runtime): REST routes and /metrics first, then the Gradio page mounted at /."""
     service, runtime = create_service(settings)
     import gradio as gr
-    from fastapi import FastAPI, Request
+    from fastapi import FastAPI
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import PlainTextResponse
 
