@@ -132,18 +132,13 @@ class Metrics:
             mode, _, outcome = key.partition("|")
             lines.append(f'tryon_requests_total{{mode="{mode}",outcome="{outcome}"}} {count}')
         summary = self.summary()
-        lines += ["# HELP tryon_request_duration_ms Total backend time of successful try-ons, last 24 h.",
-                  "# TYPE tryon_request_duration_ms gauge"]
-        for mode, stats in summary["by_mode"].items():
-            for q in ("p50", "p95"):
-                if stats["total_ms"][q] is not None:
-                    lines.append(f'tryon_request_duration_ms{{mode="{mode}",quantile="0.{q[1:]}"}} {stats["total_ms"][q]}')
-        lines += ["# HELP tryon_provider_duration_ms Provider time of successful try-ons, last 24 h.",
-                  "# TYPE tryon_provider_duration_ms gauge"]
-        for mode, stats in summary["by_mode"].items():
-            for q in ("p50", "p95"):
-                if stats["provider_ms"][q] is not None:
-                    lines.append(f'tryon_provider_duration_ms{{mode="{mode}",quantile="0.{q[1:]}"}} {stats["provider_ms"][q]}')
+        for metric, field, meaning in (("tryon_request_duration_ms", "total_ms", "Total backend time"),
+                                       ("tryon_provider_duration_ms", "provider_ms", "Provider time")):
+            lines += [f"# HELP {metric} {meaning} of successful try-ons, last 24 h.", f"# TYPE {metric} gauge"]
+            for mode, stats in summary["by_mode"].items():
+                for q in ("p50", "p95"):
+                    if stats[field][q] is not None:
+                        lines.append(f'{metric}{{mode="{mode}",quantile="0.{q[1:]}"}} {stats[field][q]}')
         if summary["upload_cache_hit_rate"] is not None:
             lines += ["# HELP tryon_upload_cache_hit_ratio Uploads served from the cache, last 24 h.",
                       "# TYPE tryon_upload_cache_hit_ratio gauge",
