@@ -162,11 +162,12 @@ class TryOnService:
         if ref is not None:
             return ref, "cached"
 
+        fresh_for = ttl - max(60, ttl // 10)  # stop handing the URL out well before the provider deletes the file
+
         def upload_and_remember() -> str:
             ref = self.provider.upload(image)
-            # Stop handing the URL out well before the provider deletes the file.
-            self._uploads.put(key, ref, ttl_s=ttl - max(60, ttl // 10))
-            self._known_refs.put(ref, image, ttl_s=ttl - max(60, ttl // 10))
+            self._uploads.put(key, ref, ttl_s=fresh_for)
+            self._known_refs.put(ref, image, ttl_s=fresh_for)
             return ref
 
         ref, shared = self._uploads_in_flight.run(key, upload_and_remember)
