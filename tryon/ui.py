@@ -336,7 +336,7 @@ def build_demo(service: TryOnService, redis_description: str | None = None) -> g
                             column_widths=["38%", "12%", "50%"], elem_id="timings",
                         )
                         chart = gr.BarPlot(x="step", y="ms", label=I18N("timing_chart"), visible=False, sort=None,
-                                           x_title=" ", y_title="ms", height=280, elem_id="timing-chart")
+                                           x_title=" ", y_title="ms", height=320, x_label_angle=-20, elem_id="timing-chart")
                         with gr.Accordion(I18N("timing_record"), open=False):
                             record = gr.JSON(elem_id="timing-record")
                 rows = examples()
