@@ -14,7 +14,6 @@ ids, mode, provider, outcome and timings; never image data, never keys.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from datetime import datetime, timezone
@@ -64,7 +63,7 @@ class Metrics:
         self.redis = client
 
     def record(self, event: dict[str, Any]) -> None:
-        request_log.info(json.dumps(event, separators=(",", ":")))
+        """Store one event (the service writes its log line)."""
         key = STREAM.format(_day(event["ts"]))
         try:
             pipe = self.redis.pipeline(transaction=False)

@@ -190,10 +190,9 @@ class TryOnService:
     def record(self, mode: str, outcome: str, timings: dict[str, Any] | None, garments: int) -> None:
         """One finished request: a metrics event and a JSON log line (see tryon.metrics)."""
         event = event_from(mode, self.provider.name, outcome, timings, garments)
+        request_log.info(json.dumps(event, separators=(",", ":")))
         if self.metrics is not None:
             self.metrics.record(event)
-        else:
-            request_log.info(json.dumps(event, separators=(",", ":")))
 
     def try_on_sync(
         self,
