@@ -73,7 +73,10 @@ def create_app(settings: Settings):
 
     from tryon import __version__
     from tryon.access import gradio_auth, key_is_valid
+    from gradio import utils as gr_utils
+
     from tryon.rest import BodyLimit, build_router, unexpected_error, validation_error
+    from tryon.session_files import SessionFiles
     from tryon.ui import build_demo, launch_options
 
     api = FastAPI(
@@ -85,6 +88,8 @@ def create_app(settings: Settings):
     api.add_exception_handler(RequestValidationError, validation_error)
     api.add_exception_handler(Exception, unexpected_error)
     api.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    # Uploads and results in gradio's cache are served only to the session they were handed to.
+    api.add_middleware(SessionFiles, cache_roots=[gr_utils.get_upload_folder(), str(gr_utils.get_cache_folder())])
     api.include_router(build_router(service, settings))
 
     @api.get("/metrics", response_class=PlainTextResponse, include_in_schema=False)

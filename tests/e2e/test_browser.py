@@ -31,6 +31,11 @@ def test_person_and_two_garments_give_a_picture_and_a_timing_table(page_in, asse
     assert "Offline preview (not the AI result)" in page.locator("#status").inner_text()
     natural_width = page.locator("#result img").evaluate("img => img.naturalWidth")
     assert natural_width == 768
+    # The result is this session's: another browser (its own cookies) gets a 404 for the same URL.
+    result_url = page.locator("#result img").get_attribute("src")
+    other = page_in()
+    assert other.request.get(result_url).status == 404
+    assert page.request.get(result_url).status == 200
 
 
 def test_an_example_fills_the_slots_and_runs(page_in):
