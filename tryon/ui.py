@@ -81,9 +81,13 @@ def timing_rows(timings: dict[str, Any], lang: str = "en") -> list[list[Any]]:
         ])
     if "queue_wait_ms" in timings:
         rows.append([say("row_queue", lang), timings["queue_wait_ms"], say("detail_attempts", lang, attempts=timings.get("attempts", 1))])
+    for skip in timings.get("failover") or []:
+        rows.append([say("row_skipped", lang, provider=skip["provider"]), None, skip["reason"]])
+    served_by = timings.get("served_by") or []
     n = 1
     while f"fal_call_{n}" in timings:
-        rows.append([say("row_call", lang, n=n), timings[f"fal_call_{n}"], timings.get("provider", "")])
+        who = served_by[n - 1] if n <= len(served_by) else timings.get("provider", "")
+        rows.append([say("row_call", lang, n=n), timings[f"fal_call_{n}"], who])
         n += 1
     rows += [
         *([[say("row_download", lang), timings["download_ms"], ""]] if "download_ms" in timings else []),
@@ -262,6 +266,11 @@ class Handlers:
                          f"{stats['total_ms']['p50']} / {stats['total_ms']['p95']} | {stats['provider_ms']['p50']} / {stats['provider_ms']['p95']} |")
         if summary["errors"]:
             lines += ["", say("metrics_errors", lang) + " " + ", ".join(f"`{k}` × {v}" for k, v in summary["errors"].items())]
+        health = self.service.provider_health()
+        if health:
+            lines += ["", say("metrics_providers", lang), ""]
+            lines += [f"{n}. **{h['label']}**: {say('breaker_' + h['state'], lang, seconds=h['retry_in_s'])}"
+                      for n, h in enumerate(health, start=1)]
         series = pd.DataFrame(
             [{"time": pd.Timestamp(p["ts"], unit="ms"), "total_ms": p["total_ms"], "mode": p["mode"]} for p in summary["series"]],
             columns=["time", "total_ms", "mode"],
@@ -281,7 +290,7 @@ class Handlers:
         before = Image.open(person).convert("RGB") if isinstance(person, str) and not person.startswith("data:") else None
         seconds = (timings.get("total_backend_ms") or 0) / 1000
         status = say("status_done_preview", lang, seconds=seconds) if timings.get("offline_preview") else say(
-            "status_done", lang, seconds=seconds, provider=self.service.provider.label
+            "status_done", lang, seconds=seconds, provider=self.service.label_of(timings.get("provider"))
         )
         slider = (before, Image.open(result)) if before is not None else None
         headers = [say("step", lang), say("ms", lang), say("detail", lang)]
@@ -349,7 +358,11 @@ def build_demo(service: TryOnService, redis_description: str | None = None) -> g
                 metrics_summary = gr.Markdown(elem_id="metrics-summary")
                 metrics_plot = gr.LinePlot(x="time", y="total_ms", color="mode", label=I18N("latency_over_time"),
                                            x_title="time", y_title="total ms", elem_id="metrics-plot")
-        gr.Markdown(I18N(f"footer_{provider.name}"), elem_id="footer")
+        if provider.is_preview:
+            gr.Markdown(I18N("footer_local"), elem_id="footer")
+        else:  # the chain as configured: "FAL · fal-ai/... → Replicate · google/nano-banana"
+            gr.Markdown(I18N("footer_remote"), elem_id="footer")
+            gr.Markdown(f"`{provider.label}`", elem_id="provider-chain")
         if redis_description:
             gr.Markdown(f"Redis: {redis_description}", elem_id="footer-redis")
 

@@ -73,7 +73,9 @@ class Worker(threading.Thread):
         log.info("job %s: attempt %d on %s", job_id, attempt, me)
 
         def submitted(request_id: str) -> None:
-            queue.update(job_id, me, provider_request_id=request_id, provider_started_at=now_ms())
+            # The provider is recorded with the id, so a resumed job polls the vendor that has it.
+            queue.update(job_id, me, provider_request_id=request_id, provider=self.service.served_by(request_id),
+                         provider_started_at=now_ms())
 
         garments = max(0, len(job.inputs) - 1)
         try:

@@ -76,7 +76,8 @@ def test_spanish_browser_gets_the_spanish_page(page_in, asset_paths):
 def test_with_fal_the_photos_upload_on_drop_and_the_model_s_picture_arrives(page_in, fal_app, fal_server, tmp_path):
     page = page_in(app=fal_app)
     assert page.locator("#preview-banner").count() == 0  # the real model: no offline banner
-    assert "Provider: FAL" in page.locator("#footer").inner_text()
+    assert "Provider (the AI model)" in page.locator("#footer").inner_text()
+    assert page.locator("#provider-chain").inner_text() == "FAL · fal-ai/nano-banana-pro/edit"
     # pictures no earlier test uploaded, so the app's upload cache cannot know them
     person, garment = tmp_path / "person.png", tmp_path / "garment.png"
     draw_person(shirt=(90, 160, 120)).image.save(person)
@@ -95,6 +96,27 @@ def test_with_fal_the_photos_upload_on_drop_and_the_model_s_picture_arrives(page
     assert table.count("cache hit") >= 2 or "joined the upload" in table  # the click reused the drop's uploads
     assert len(fal_server.uploads) == 2 and len(fal_server.submits) == 1
     assert "with FAL · fal-ai/nano-banana-pro/edit" in page.locator("#status").inner_text()
+
+
+def test_the_page_shows_the_provider_chain_and_which_one_served(page_in, vendor_app, replicate_server, runpod_server, asset_paths, snap):
+    page = page_in(app=vendor_app)
+    assert page.locator("#provider-chain").inner_text() == (
+        f"Replicate · google/nano-banana → RunPod · endpoint {runpod_server.endpoint}")
+    upload(page, "person", asset_paths["person_astronaut"])
+    upload(page, "garment_1", asset_paths["garment_tshirt_red"])
+    page.locator("#try-on").click()
+    page.locator("#timings").get_by_text("Provider call 1").wait_for(timeout=30_000)
+    assert "with Replicate · google/nano-banana" in page.locator("#status").inner_text()
+    assert len(replicate_server.predictions) == 1
+    replicate_server.behaviour.submit_failures = [500]  # Replicate goes down: RunPod serves the next try
+    page.locator("#try-on").click()
+    page.locator("#timings").get_by_text("Skipped replicate").wait_for(timeout=30_000)
+    snap(page, "failover")
+    table = page.locator("#timings").inner_text()
+    assert "HTTP 500" in table and "runpod" in table
+    assert f"with RunPod · endpoint {runpod_server.endpoint}" in page.locator("#status").inner_text()
+    natural_width = page.locator("#result img").evaluate("img => img.naturalWidth")
+    assert natural_width > 0
 
 
 def test_async_mode_shows_the_job_moving_and_the_picture_arriving(page_in, fal_app, fal_server, asset_paths, snap):

@@ -5,18 +5,35 @@ from __future__ import annotations
 from ..config import Settings
 from ..errors import ConfigError
 from .base import EditResult, Provider
+from .chain import ProviderChain
 from .local import LocalPreviewProvider
 
 
-def build_provider(settings: Settings) -> Provider:
-    """The provider the settings ask for ('auto' resolves to FAL with a key, else the offline preview)."""
-    if settings.provider == "local":
+def build_one(name: str, settings: Settings) -> Provider:
+    if name == "local":
         return LocalPreviewProvider()
-    if settings.provider == "fal":
+    if name == "fal":
         from .fal import FalProvider  # imports fal-client, which reads FAL_RUN_HOST at import
 
         return FalProvider(settings)
-    raise ConfigError(f"TRYON_PROVIDER resolved to {settings.provider!r}, which this build does not know")
+    if name == "replicate":
+        from .replicate import ReplicateProvider
+
+        return ReplicateProvider(settings)
+    if name == "runpod":
+        from .runpod import RunPodProvider
+
+        return RunPodProvider(settings)
+    raise ConfigError(f"TRYON_PROVIDER names {name!r}, which this build does not know")
 
 
-__all__ = ["EditResult", "LocalPreviewProvider", "Provider", "build_provider"]
+def build_provider(settings: Settings) -> Provider:
+    """The provider the settings ask for: one, or a failover chain of several ('fal,replicate')."""
+    names = settings.providers
+    if len(names) == 1:
+        return build_one(names[0], settings)
+    members = [build_one(name, settings) for name in names]
+    return ProviderChain(members, failures=settings.breaker_failures, cooldown_s=settings.breaker_cooldown_s)
+
+
+__all__ = ["EditResult", "LocalPreviewProvider", "Provider", "ProviderChain", "build_provider"]

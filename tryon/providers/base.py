@@ -19,10 +19,12 @@ class EditResult:
     ref: str  # a reference the same provider accepts as the person of the next edit
     duration_ms: float  # time spent by the provider (queue + inference), as seen from here
     request_id: str | None = None  # the provider's own id, for support tickets and resuming
+    provider: str | None = None  # who served it (set by a ProviderChain; else the provider itself)
+    skipped: tuple[dict, ...] = ()  # providers passed over before it: {"provider", "reason"}
 
 
 class Provider(Protocol):
-    name: str  # short id used in timings and logs: "local", "fal"
+    name: str  # short id used in timings and logs: "local", "fal", "replicate", "runpod"
     label: str  # what the UI shows
     is_preview: bool  # True when the output is a CPU approximation, not the AI model
     upload_ttl_s: int | None  # how long an uploaded reference stays valid; None: not worth caching

@@ -26,11 +26,11 @@ from ..config import Settings
 from ..errors import ProviderError
 from ..images import NormalizedImage
 from .base import EditResult
+from .download import ResultDownloader
 
 log = logging.getLogger(__name__)
 
 POLL_INTERVAL_S = 0.1  # what fal-client's own subscribe() uses
-MAX_RESULT_BYTES = 50 * 2**20
 MODEL_OPTIONS = {"num_images": 1, "aspect_ratio": "auto", "resolution": "1K", "output_format": "jpeg"}
 
 
@@ -61,6 +61,7 @@ def _detail_text(detail: Any) -> str:
 class FalProvider:
     name = "fal"
     is_preview = False
+    key_variable = "FAL_KEY"
 
     def __init__(self, settings: Settings):
         if not settings.fal_key:
@@ -76,7 +77,7 @@ class FalProvider:
         self._lifecycle = fal_client.client.StorageSettings(expires_in=settings.upload_ttl_s)
         # Results are downloaded with a client of our own: fal-client's carries the
         # Authorization header, which must not travel to a CDN host.
-        self._downloads = httpx.Client(timeout=httpx.Timeout(30.0, connect=10.0), follow_redirects=True)
+        self._downloads = ResultDownloader()
 
     # -- the Provider interface -----------------------------------------------------------
 
@@ -124,19 +125,7 @@ class FalProvider:
         return EditResult(ref=url, duration_ms=(time.perf_counter() - started) * 1000, request_id=request_id)
 
     def fetch(self, ref: str) -> bytes:
-        try:
-            with self._downloads.stream("GET", ref) as response:
-                if response.status_code != 200:
-                    raise ProviderError("bad_result_image", reason=f"HTTP {response.status_code}")
-                chunks, size = [], 0
-                for chunk in response.iter_bytes():
-                    size += len(chunk)
-                    if size > MAX_RESULT_BYTES:
-                        raise ProviderError("bad_result_image", reason="larger than 50 MB")
-                    chunks.append(chunk)
-                return b"".join(chunks)
-        except httpx.HTTPError as error:
-            raise ProviderError("bad_result_image", reason=type(error).__name__) from None
+        return self._downloads.fetch(ref)
 
     # -- helpers --------------------------------------------------------------------------
 
@@ -171,7 +160,7 @@ class FalProvider:
         if status is None and isinstance(error, httpx.HTTPStatusError):
             status = error.response.status_code  # the CDN token request raises plain httpx errors
         if status in (401, 403):
-            return ProviderError("provider_auth", status=status)
+            return ProviderError("provider_auth", status=status, variable="FAL_KEY")
         if status in (400, 404, 413, 422):
             detail = getattr(error, "message", None) or f"HTTP {status}"
             return ProviderError("provider_rejected_input", http_status=400, detail=self._redact(_detail_text(detail)))

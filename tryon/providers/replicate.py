@@ -1,0 +1,187 @@
+"""The Replicate provider: an image-edit model (default google/nano-banana) through the official
+`replicate` client.
+
+- Photos go to Replicate's files API (`files.create`); the model reads them by their URL.
+- A prediction is created and then polled (`predictions.get`), never a blocking `Prefer: wait`,
+  so our deadline holds; past it the prediction is cancelled (`predictions.cancel`).
+- The client retries GETs on 429/503/504 with backoff by itself; a transport of ours refuses to
+  start another attempt once the caller's deadline has passed, so those retries cannot outlast it.
+- REPLICATE_BASE_URL points it elsewhere (the tests' protocol server) without code changes.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import threading
+import time
+from contextlib import contextmanager
+from typing import Sequence
+
+import httpx
+
+from ..config import Settings
+from ..errors import ProviderError
+from ..images import NormalizedImage
+from .base import EditResult
+from .download import ResultDownloader, first_image_url
+
+log = logging.getLogger(__name__)
+
+POLL_INTERVAL_S = 0.25
+MAX_FAILED_POLLS = 3
+MODEL_OPTIONS = {"output_format": "jpg"}
+
+
+class _DeadlineTransport(httpx.HTTPTransport):
+    """Raises a timeout instead of sending once the calling thread's deadline has passed."""
+
+    def __init__(self):
+        super().__init__(retries=1)  # one quiet reconnect on a dropped keep-alive connection
+        self.local = threading.local()
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        deadline = getattr(self.local, "deadline", None)
+        if deadline is not None and time.monotonic() >= deadline:
+            raise httpx.TimeoutException("deadline passed", request=request)
+        return super().handle_request(request)
+
+    @contextmanager
+    def until(self, deadline: float | None):
+        previous, self.local.deadline = getattr(self.local, "deadline", None), deadline
+        try:
+            yield
+        finally:
+            self.local.deadline = previous
+
+
+class ReplicateProvider:
+    name = "replicate"
+    is_preview = False
+    key_variable = "REPLICATE_API_TOKEN"
+
+    def __init__(self, settings: Settings):
+        if not settings.replicate_token:
+            raise ValueError("the Replicate provider needs REPLICATE_API_TOKEN")
+        import replicate
+
+        self._token = settings.replicate_token
+        self.model = settings.replicate_model
+        self.label = f"Replicate · {settings.replicate_model}"
+        # Replicate keeps files uploaded through its API for a day at most.
+        self.upload_ttl_s = min(settings.upload_ttl_s, 86400)
+        self.timeout_s = settings.request_timeout_s
+        self._transport = _DeadlineTransport()
+        self.client = replicate.Client(
+            api_token=settings.replicate_token, base_url=settings.replicate_base_url,
+            timeout=httpx.Timeout(30.0, connect=10.0), transport=self._transport,
+        )
+        self._errors = replicate.exceptions.ReplicateError
+        self._downloads = ResultDownloader()
+
+    # -- the Provider interface -----------------------------------------------------------
+
+    def upload(self, image: NormalizedImage) -> str:
+        try:
+            uploaded = self.client.files.create(
+                io.BytesIO(image.jpeg), filename=f"{image.digest[:20]}.jpg", content_type="image/jpeg",
+            )
+            return uploaded.urls["get"]
+        except Exception as error:
+            raise self._map_error(error) from None
+
+    def edit(self, prompt: str, person: str, garments: Sequence[str], timeout_s: float | None = None) -> EditResult:
+        started = time.perf_counter()
+        prediction_id = self.submit_edit(prompt, person, garments)
+        return self.await_edit(prediction_id, self.timeout_s if timeout_s is None else timeout_s, started=started)
+
+    def fetch(self, ref: str) -> bytes:
+        return self._downloads.fetch(ref)
+
+    # -- resumable halves of edit() -------------------------------------------------------
+
+    def submit_edit(self, prompt: str, person: str, garments: Sequence[str]) -> str:
+        """Create one prediction; returns its id."""
+        arguments = {"prompt": prompt, "image_input": [person, *garments], **MODEL_OPTIONS}
+        owner_name, _, version = self.model.partition(":")
+        try:
+            if version:
+                prediction = self.client.predictions.create(version=version, input=arguments)
+            else:
+                prediction = self.client.predictions.create(model=owner_name, input=arguments)
+            return prediction.id
+        except Exception as error:
+            raise self._map_error(error) from None
+
+    def await_edit(self, prediction_id: str, timeout_s: float, started: float | None = None, on_poll=None) -> EditResult:
+        started = time.perf_counter() if started is None else started
+        deadline = time.monotonic() + timeout_s
+        try:
+            prediction = self._wait(prediction_id, deadline, timeout_s, on_poll)
+        except ProviderError:
+            raise
+        except Exception as error:
+            raise self._map_error(error) from None
+        if prediction.status == "failed":
+            raise ProviderError("provider_rejected_input", detail=self._redact(str(prediction.error or "prediction failed"))[:300])
+        if prediction.status == "canceled":
+            raise ProviderError("provider_failed", reason="the prediction was cancelled at Replicate")
+        url = first_image_url(prediction.output)
+        if not url:
+            raise ProviderError("no_image_returned")
+        return EditResult(ref=url, duration_ms=(time.perf_counter() - started) * 1000, request_id=prediction_id)
+
+    # -- helpers --------------------------------------------------------------------------
+
+    def _wait(self, prediction_id: str, deadline: float, timeout_s: float, on_poll=None):
+        failed_polls = 0
+        while True:
+            if on_poll is not None:
+                on_poll()
+            with self._transport.until(deadline):
+                try:
+                    prediction = self.client.predictions.get(prediction_id)
+                    failed_polls = 0
+                except httpx.TimeoutException:
+                    prediction = None
+                except self._errors as error:
+                    # A 500 on one status read is not an outage yet; three in a row are.
+                    failed_polls += 1
+                    if (error.status or 0) < 500 or failed_polls >= MAX_FAILED_POLLS:
+                        raise
+                    prediction = None
+            if prediction is not None and prediction.status in ("succeeded", "failed", "canceled"):
+                return prediction
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                self._cancel(prediction_id)
+                raise ProviderError("provider_timeout", http_status=504, seconds=timeout_s)
+            time.sleep(min(POLL_INTERVAL_S, remaining))
+
+    def _cancel(self, prediction_id: str) -> None:
+        try:
+            self.client.predictions.cancel(prediction_id)
+        except Exception as error:  # it may have finished meanwhile
+            log.warning("could not cancel Replicate prediction %s: %s", prediction_id, type(error).__name__)
+
+    def _redact(self, text: str) -> str:
+        return text.replace(self._token, "***") if self._token else text
+
+    def _map_error(self, error: Exception) -> ProviderError:
+        """The client's exceptions -> the same user-facing errors as FAL's (the token never appears)."""
+        status = getattr(error, "status", None) if isinstance(error, self._errors) else None
+        if status in (401, 403):
+            return ProviderError("provider_auth", status=status, variable=self.key_variable)
+        if status in (400, 404, 409, 413, 422):
+            detail = getattr(error, "detail", None) or getattr(error, "title", None) or f"HTTP {status}"
+            return ProviderError("provider_rejected_input", http_status=400, detail=self._redact(str(detail))[:300])
+        if status == 429:
+            return ProviderError("provider_busy", http_status=429)
+        if status is not None:
+            return ProviderError("provider_unavailable", status=status)
+        if isinstance(error, (httpx.TimeoutException, TimeoutError)):
+            return ProviderError("provider_timeout", http_status=504, seconds=self.timeout_s)
+        if isinstance(error, httpx.TransportError):
+            return ProviderError("provider_unreachable")
+        log.error("unexpected error from Replicate: %s", type(error).__name__)
+        return ProviderError("provider_unreachable")
