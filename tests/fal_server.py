@@ -199,18 +199,24 @@ class FalTestServer:
     def render(self, job: Job) -> dict[str, Any]:
         """A 'generated' picture: the person, with each garment pasted in as a labelled swatch."""
         person_bytes, *garment_bytes = (self.file_for(u) for u in job.arguments["image_urls"])
-        jpeg, (width, height) = dress(person_bytes, garment_bytes)
-        url = self.store(jpeg, "image/jpeg")
-        return {"images": [{"url": url, "content_type": "image/jpeg", "file_name": url.rsplit("/", 1)[-1],
-                            "width": width, "height": height}],
-                "description": f"dressed in {len(garment_bytes)} garment(s)"}
+        images = []
+        for variant in range(int(job.arguments.get("num_images", 1))):
+            jpeg, (width, height) = dress(person_bytes, garment_bytes, variant=variant)
+            url = self.store(jpeg, "image/jpeg")
+            images.append({"url": url, "content_type": "image/jpeg", "file_name": url.rsplit("/", 1)[-1],
+                           "width": width, "height": height})
+        return {"images": images, "description": f"dressed in {len(garment_bytes)} garment(s)"}
 
 
-def dress(person: bytes, garments: list[bytes], outline: tuple[int, int, int] = (255, 0, 160)) -> tuple[bytes, tuple[int, int]]:
+def dress(person: bytes, garments: list[bytes], outline: tuple[int, int, int] = (255, 0, 160),
+          variant: int = 0) -> tuple[bytes, tuple[int, int]]:
     """The test 'model' of every vendor server: (JPEG of the person with each garment pasted in as a
-    framed swatch, its size). The frame colour tells which vendor drew it."""
+    framed swatch, its size). The frame colour tells which vendor drew it; a variant gets a small
+    mark of its own in the bottom-left corner, so variants differ."""
     picture = Image.open(io.BytesIO(person)).convert("RGB")
     draw = ImageDraw.Draw(picture)
+    if variant:
+        draw.rectangle([8, picture.height - 8 - 6 * variant, 8 + 6 * variant, picture.height - 8], fill=(variant * 50 % 256, 90, 200))
     side = max(24, picture.width // 5)
     for n, data in enumerate(garments):
         swatch = Image.open(io.BytesIO(data)).convert("RGB")

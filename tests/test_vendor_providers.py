@@ -49,7 +49,8 @@ def test_replicate_uploads_through_its_files_api_and_polls_a_prediction(replicat
     assert [r.path for r in created] == ["/v1/models/google/nano-banana/predictions"] * 2  # the chain: one per garment
     for n, request in enumerate(created):
         model_input = request.body["input"]
-        assert set(model_input) == {"prompt", "image_input", "output_format"} and "Figure 2" in model_input["prompt"]
+        assert set(model_input) == {"prompt", "image_input", "output_format", "aspect_ratio"} and "Figure 2" in model_input["prompt"]
+        assert model_input["aspect_ratio"] == "3:4"  # the person photo's shape
         assert all(u.startswith(replicate_server.url + "/v1/files/") for u in model_input["image_input"][n > 0:])
         assert request.headers["authorization"] == f"Bearer {replicate_server.token}"
         assert "prefer" not in request.headers  # no blocking wait: created, then polled
@@ -84,7 +85,7 @@ def test_runpod_sends_the_documented_input_and_reads_the_output(runpod_server, t
     runs = runpod_server.runs
     assert [r.path for r in runs] == [f"/v2/{runpod_server.endpoint}/run"] * 2
     first = runs[0].body
-    assert set(first["input"]) == {"prompt", "image_urls", "num_images", "output_format"}
+    assert set(first["input"]) == {"prompt", "image_urls", "num_images", "output_format", "aspect_ratio", "resolution"}
     assert all(u.startswith("data:image/jpeg;base64,") for u in first["input"]["image_urls"])  # no storage at RunPod
     assert 5000 <= first["policy"]["executionTimeout"] <= 30000
     assert runs[1].body["input"]["image_urls"][0].startswith(runpod_server.url + "/files/")  # result 1 -> person 2
@@ -98,6 +99,23 @@ def test_a_wrong_endpoint_id_is_a_clear_error(runpod_server, tmp_path, person_pn
     service = make_service(runpod_server, tmp_path, RUNPOD_ENDPOINT_ID="not-mine")
     error = error_from(service, person_png, garment_pngs[:1])
     assert error.code == "provider_rejected_input" and "endpoint not found" in str(error)
+
+
+def test_replicate_makes_one_prediction_per_variant(replicate_server, tmp_path, person_png, garment_pngs):
+    from tryon.outfit import Outfit
+
+    service = make_service(replicate_server, tmp_path)
+    result = service.try_on_sync(person_png, garment_pngs[:2], outfit=Outfit.parse(num_images=3))
+    assert len(replicate_server.predictions) == 1 + 3  # step 1 once; the last step once per variant
+    assert len(result.variants) == 3 and len(set(result.variants)) == 3 and result.timings["variants"] == 3
+
+
+def test_runpod_asks_its_endpoint_for_the_variants(runpod_server, tmp_path, person_png, garment_pngs):
+    from tryon.outfit import Outfit
+
+    result = make_service(runpod_server, tmp_path).try_on_sync(person_png, garment_pngs[:1], outfit=Outfit.parse(num_images=2))
+    (run,) = runpod_server.runs
+    assert run.body["input"]["num_images"] == 2 and len(result.variants) == 2
 
 
 # --- both vendors: the same faults, the same messages as FAL's ------------------------------------

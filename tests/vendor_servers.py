@@ -22,7 +22,6 @@ any base URL.
 from __future__ import annotations
 
 import base64
-import io
 import json
 import ssl
 import threading
@@ -154,10 +153,10 @@ class VendorServer:
             return "running"
         return "done"
 
-    def render(self, images: list[str]) -> str:
-        """Dress the person; the URL of the picture."""
+    def render(self, images: list[str], variant: int = 0) -> str:
+        """Dress the person; the URL of the picture. Each prediction or variant differs a little."""
         person, *garments = (self.read_url(u) for u in images)
-        jpeg, _ = dress(person, garments, outline=self.frame)
+        jpeg, _ = dress(person, garments, outline=self.frame, variant=variant or len(self.files))
         return self.file_url(self.store(jpeg))
 
     def file_url(self, file_id: str) -> str:
@@ -338,7 +337,8 @@ class RunPodTestServer(VendorServer):
         if not (isinstance(images, list) and images and all(self.read_url(u) is not None for u in images)):
             return {**answer, "status": "FAILED", "error": "input.image_urls: every entry must be a readable image URL"}
         if work.output is None:
-            work.output = {"images": [] if self.behaviour.no_image else [{"url": self.render(images), "content_type": "image/jpeg"}]}
+            count = 0 if self.behaviour.no_image else int(work.input.get("num_images", 1))
+            work.output = {"images": [{"url": self.render(images, variant=n), "content_type": "image/jpeg"} for n in range(count)]}
         return {**answer, "output": work.output}
 
 

@@ -15,12 +15,28 @@ from ..images import NormalizedImage
 
 
 @dataclass(frozen=True)
+class EditOptions:
+    """What a call asks for beyond the prompt: results and their size; and, for providers that
+    do not read prompts (the offline preview), each garment's category in `garments` order."""
+
+    num_images: int = 1
+    aspect_ratio: str = "auto"  # "auto" (the model's choice) or "3:4", "1:1", ...
+    resolution: str = "1K"
+    categories: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class EditResult:
     ref: str  # a reference the same provider accepts as the person of the next edit
     duration_ms: float  # time spent by the provider (queue + inference), as seen from here
     request_id: str | None = None  # the provider's own id, for support tickets and resuming
     provider: str | None = None  # who served it (set by a ProviderChain; else the provider itself)
     skipped: tuple[dict, ...] = ()  # providers passed over before it: {"provider", "reason"}
+    variants: tuple[str, ...] = ()  # every result when several were asked for (ref is the first)
+
+    @property
+    def refs(self) -> tuple[str, ...]:
+        return self.variants or (self.ref,)
 
 
 class Provider(Protocol):
@@ -32,7 +48,8 @@ class Provider(Protocol):
     def upload(self, image: NormalizedImage) -> str:
         """Store one image where the provider can read it; return its reference."""
 
-    def edit(self, prompt: str, person: str, garments: Sequence[str], timeout_s: float | None = None) -> EditResult:
+    def edit(self, prompt: str, person: str, garments: Sequence[str], timeout_s: float | None = None,
+             options: EditOptions | None = None) -> EditResult:
         """Dress the person (a reference) in the garments (references), in one provider call.
         Past `timeout_s` the provider cancels its work and raises ProviderError(provider_timeout)."""
 

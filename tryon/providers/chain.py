@@ -22,7 +22,7 @@ from typing import Callable, Sequence
 from ..cache import TTLCache
 from ..errors import ProviderError
 from ..images import NormalizedImage
-from .base import EditResult, Provider
+from .base import EditOptions, EditResult, Provider
 from .breaker import CircuitBreaker
 from .download import ResultDownloader
 
@@ -62,9 +62,10 @@ class ProviderChain:
         ref, _ = self._first_that_works(lambda provider, _budget: self._upload_to(provider, image), None)
         return ref
 
-    def edit(self, prompt: str, person: str, garments: Sequence[str], timeout_s: float | None = None) -> EditResult:
+    def edit(self, prompt: str, person: str, garments: Sequence[str], timeout_s: float | None = None,
+             options: EditOptions | None = None) -> EditResult:
         def attempt(provider, budget):
-            result = provider.edit(prompt, *self._refs_for(provider, person, garments), timeout_s=budget)
+            result = provider.edit(prompt, *self._refs_for(provider, person, garments), timeout_s=budget, options=options)
             return replace(result, provider=provider.name)
 
         result, skipped = self._first_that_works(attempt, timeout_s)
@@ -75,9 +76,10 @@ class ProviderChain:
 
     # -- resumable halves: ids are "<provider>:<its id>" ------------------------------------
 
-    def submit_edit(self, prompt: str, person: str, garments: Sequence[str], exclude: Sequence[str] = ()) -> str:
+    def submit_edit(self, prompt: str, person: str, garments: Sequence[str], options: EditOptions | None = None,
+                    exclude: Sequence[str] = ()) -> str:
         def attempt(provider, _budget):
-            return f"{provider.name}:{provider.submit_edit(prompt, *self._refs_for(provider, person, garments))}"
+            return f"{provider.name}:{provider.submit_edit(prompt, *self._refs_for(provider, person, garments), options)}"
 
         qualified, skipped = self._first_that_works(attempt, None, exclude)
         self._skips.put(qualified, skipped)  # reported with the result by await_edit
@@ -86,7 +88,7 @@ class ProviderChain:
     def await_edit(self, qualified_id: str, timeout_s: float, started: float | None = None, on_poll=None,
                    on_resubmit: Callable[[str], None] | None = None, resubmit_with: tuple | None = None) -> EditResult:
         """Wait for a request at the provider named in its id. With `resubmit_with` = (prompt,
-        person, garments), an outage there moves the request to the next provider (reported
+        person, garments, options), an outage there moves the request to the next provider (reported
         through `on_resubmit`) within the same deadline."""
         started = time.perf_counter() if started is None else started
         deadline = time.monotonic() + timeout_s

@@ -61,3 +61,11 @@ def first_image_url(output: Any) -> str | None:
         if "images" in output:
             return first_image_url(output["images"])
     return None
+
+
+def all_image_urls(output: Any) -> tuple[str, ...]:
+    """Every image URL of an answer: {"images": [{"url"}, ...]}, a list of URLs, or one URL."""
+    if isinstance(output, dict) and "images" in output:
+        output = output["images"]
+    items = output if isinstance(output, list) else [output]
+    return tuple(url for url in (first_image_url(item) for item in items) if url)

@@ -25,8 +25,9 @@ import httpx
 from ..config import Settings
 from ..errors import ProviderError
 from ..images import NormalizedImage
-from .base import EditResult
+from .base import EditOptions, EditResult
 from .download import ResultDownloader
+from .errors import error_for, redact
 
 log = logging.getLogger(__name__)
 
@@ -89,16 +90,19 @@ class FalProvider:
         except Exception as error:
             raise self._map_error(error) from None
 
-    def edit(self, prompt: str, person: str, garments: Sequence[str], timeout_s: float | None = None) -> EditResult:
+    def edit(self, prompt: str, person: str, garments: Sequence[str], timeout_s: float | None = None,
+             options: EditOptions | None = None) -> EditResult:
         started = time.perf_counter()
-        request_id = self.submit_edit(prompt, person, garments)
+        request_id = self.submit_edit(prompt, person, garments, options)
         return self.await_edit(request_id, self.timeout_s if timeout_s is None else timeout_s, started=started)
 
     # -- resumable halves of edit(): an async job records the request id in between ----------
 
-    def submit_edit(self, prompt: str, person: str, garments: Sequence[str]) -> str:
+    def submit_edit(self, prompt: str, person: str, garments: Sequence[str], options: EditOptions | None = None) -> str:
         """Queue one generation at FAL; returns its request id."""
         arguments = {"prompt": prompt, "image_urls": [person, *garments], **MODEL_OPTIONS}
+        if options is not None:
+            arguments.update(num_images=options.num_images, aspect_ratio=options.aspect_ratio, resolution=options.resolution)
         try:
             return self.client.submit(self.model, arguments).request_id
         except Exception as error:
@@ -119,10 +123,10 @@ class FalProvider:
         except Exception as error:
             raise self._map_error(error) from None
         images = output.get("images") if isinstance(output, dict) else None
-        url = images[0].get("url") if images and isinstance(images[0], dict) else None
-        if not url:
+        urls = tuple(i["url"] for i in images or [] if isinstance(i, dict) and isinstance(i.get("url"), str) and i["url"])
+        if not urls:
             raise ProviderError("no_image_returned")
-        return EditResult(ref=url, duration_ms=(time.perf_counter() - started) * 1000, request_id=request_id)
+        return EditResult(ref=urls[0], duration_ms=(time.perf_counter() - started) * 1000, request_id=request_id, variants=urls)
 
     def fetch(self, ref: str) -> bytes:
         return self._downloads.fetch(ref)
@@ -150,7 +154,7 @@ class FalProvider:
             log.warning("could not cancel FAL request %s: %s", handle.request_id, type(error).__name__)
 
     def _redact(self, text: str) -> str:
-        return text.replace(self._key, "***") if self._key else text
+        return redact(text, self._key)
 
     def _map_error(self, error: Exception) -> ProviderError:
         """fal-client's and httpx's exceptions -> our user-facing errors (the key never appears)."""
@@ -159,18 +163,5 @@ class FalProvider:
         status = getattr(error, "status_code", None)
         if status is None and isinstance(error, httpx.HTTPStatusError):
             status = error.response.status_code  # the CDN token request raises plain httpx errors
-        if status in (401, 403):
-            return ProviderError("provider_auth", status=status, variable="FAL_KEY")
-        if status in (400, 404, 413, 422):
-            detail = getattr(error, "message", None) or f"HTTP {status}"
-            return ProviderError("provider_rejected_input", http_status=400, detail=self._redact(_detail_text(detail)))
-        if status == 429:
-            return ProviderError("provider_busy", http_status=429)
-        if status is not None:
-            return ProviderError("provider_unavailable", status=status)
-        if isinstance(error, (httpx.TimeoutException, TimeoutError)):
-            return ProviderError("provider_timeout", http_status=504, seconds=self.timeout_s)
-        if isinstance(error, httpx.TransportError):
-            return ProviderError("provider_unreachable")
-        log.error("unexpected error from FAL: %s", type(error).__name__)
-        return ProviderError("provider_unreachable")
+        detail = self._redact(_detail_text(getattr(error, "message", None) or ""))
+        return error_for(status, error, detail=detail, variable=self.key_variable, timeout_s=self.timeout_s, vendor="FAL")

@@ -20,7 +20,8 @@ from PIL import Image
 from ..errors import ProviderError
 from ..images import NormalizedImage
 from ..preview import BodyLayout, cut_out, detect_body, dress
-from .base import EditResult
+from ..preview.regions import jittered, region_for
+from .base import EditOptions, EditResult
 
 REF_PREFIX = "local:"
 
@@ -86,14 +87,26 @@ class LocalPreviewProvider:
         image = Image.open(io.BytesIO(self.store.get(ref)))
         return image.convert("RGB")
 
-    def edit(self, prompt: str, person: str, garments: Sequence[str], timeout_s: float | None = None) -> EditResult:
+    def edit(self, prompt: str, person: str, garments: Sequence[str], timeout_s: float | None = None,
+             options: EditOptions | None = None) -> EditResult:
+        """Lay each garment over its category's region, in the order given (inner to outer);
+        `options.num_images` variants differ by small nudges of the placement."""
         started = time.perf_counter()
-        picture = self._open(person)
-        layout = self._layout(person, picture)
-        for garment_ref in garments:
-            picture = dress(picture, cut_out(self._open(garment_ref)), layout.torso)
-        buffer = io.BytesIO()
-        picture.save(buffer, format="JPEG", quality=92)
-        ref = self.store.put(buffer.getvalue())
-        self._remember_layout(ref, layout)
-        return EditResult(ref=ref, duration_ms=(time.perf_counter() - started) * 1000, request_id=uuid.uuid4().hex)
+        options = options or EditOptions()
+        person_picture = self._open(person)
+        layout = self._layout(person, person_picture)
+        categories = list(options.categories) + ["auto"] * (len(garments) - len(options.categories))
+        cutouts = [cut_out(self._open(ref)) for ref in garments]
+        refs = []
+        for variant in range(options.num_images):
+            picture = person_picture
+            for cutout, category in zip(cutouts, categories):
+                region = region_for(category, layout, picture.width, picture.height)
+                picture = dress(picture, cutout, jittered(region, variant, picture.width, picture.height))
+            buffer = io.BytesIO()
+            picture.save(buffer, format="JPEG", quality=92)
+            ref = self.store.put(buffer.getvalue())
+            self._remember_layout(ref, layout)
+            refs.append(ref)
+        return EditResult(ref=refs[0], duration_ms=(time.perf_counter() - started) * 1000, request_id=uuid.uuid4().hex,
+                          variants=tuple(refs))

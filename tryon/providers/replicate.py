@@ -23,8 +23,9 @@ import httpx
 from ..config import Settings
 from ..errors import ProviderError
 from ..images import NormalizedImage
-from .base import EditResult
+from .base import EditOptions, EditResult
 from .download import ResultDownloader, first_image_url
+from .errors import error_for, redact
 
 log = logging.getLogger(__name__)
 
@@ -90,9 +91,10 @@ class ReplicateProvider:
         except Exception as error:
             raise self._map_error(error) from None
 
-    def edit(self, prompt: str, person: str, garments: Sequence[str], timeout_s: float | None = None) -> EditResult:
+    def edit(self, prompt: str, person: str, garments: Sequence[str], timeout_s: float | None = None,
+             options: EditOptions | None = None) -> EditResult:
         started = time.perf_counter()
-        prediction_id = self.submit_edit(prompt, person, garments)
+        prediction_id = self.submit_edit(prompt, person, garments, options)
         return self.await_edit(prediction_id, self.timeout_s if timeout_s is None else timeout_s, started=started)
 
     def fetch(self, ref: str) -> bytes:
@@ -100,36 +102,51 @@ class ReplicateProvider:
 
     # -- resumable halves of edit() -------------------------------------------------------
 
-    def submit_edit(self, prompt: str, person: str, garments: Sequence[str]) -> str:
-        """Create one prediction; returns its id."""
+    def submit_edit(self, prompt: str, person: str, garments: Sequence[str], options: EditOptions | None = None) -> str:
+        """Create the predictions (one per result asked for: the model makes one image per
+        prediction); returns their ids joined with "+"."""
         arguments = {"prompt": prompt, "image_input": [person, *garments], **MODEL_OPTIONS}
+        if options is not None and options.aspect_ratio != "auto":
+            arguments["aspect_ratio"] = options.aspect_ratio
         owner_name, _, version = self.model.partition(":")
+        ids = []
         try:
-            if version:
-                prediction = self.client.predictions.create(version=version, input=arguments)
-            else:
-                prediction = self.client.predictions.create(model=owner_name, input=arguments)
-            return prediction.id
+            for _ in range(options.num_images if options else 1):
+                if version:
+                    prediction = self.client.predictions.create(version=version, input=arguments)
+                else:
+                    prediction = self.client.predictions.create(model=owner_name, input=arguments)
+                ids.append(prediction.id)
         except Exception as error:
+            for prediction_id in ids:
+                self._cancel(prediction_id)
             raise self._map_error(error) from None
+        return "+".join(ids)
 
-    def await_edit(self, prediction_id: str, timeout_s: float, started: float | None = None, on_poll=None) -> EditResult:
+    def await_edit(self, prediction_ids: str, timeout_s: float, started: float | None = None, on_poll=None) -> EditResult:
         started = time.perf_counter() if started is None else started
         deadline = time.monotonic() + timeout_s
-        try:
-            prediction = self._wait(prediction_id, deadline, timeout_s, on_poll)
-        except ProviderError:
-            raise
-        except Exception as error:
-            raise self._map_error(error) from None
-        if prediction.status == "failed":
-            raise ProviderError("provider_rejected_input", detail=self._redact(str(prediction.error or "prediction failed"))[:300])
-        if prediction.status == "canceled":
-            raise ProviderError("provider_failed", reason="the prediction was cancelled at Replicate")
-        url = first_image_url(prediction.output)
-        if not url:
-            raise ProviderError("no_image_returned")
-        return EditResult(ref=url, duration_ms=(time.perf_counter() - started) * 1000, request_id=prediction_id)
+        urls = []
+        ids = prediction_ids.split("+")
+        for n, prediction_id in enumerate(ids):
+            try:
+                prediction = self._wait(prediction_id, deadline, timeout_s, on_poll)
+            except ProviderError:
+                for other in ids[n + 1:]:
+                    self._cancel(other)
+                raise
+            except Exception as error:
+                raise self._map_error(error) from None
+            if prediction.status == "failed":
+                raise ProviderError("provider_rejected_input", detail=self._redact(str(prediction.error or "prediction failed"))[:300])
+            if prediction.status == "canceled":
+                raise ProviderError("provider_failed", reason="the prediction was cancelled at Replicate")
+            url = first_image_url(prediction.output)
+            if not url:
+                raise ProviderError("no_image_returned")
+            urls.append(url)
+        return EditResult(ref=urls[0], duration_ms=(time.perf_counter() - started) * 1000, request_id=prediction_ids,
+                          variants=tuple(urls))
 
     # -- helpers --------------------------------------------------------------------------
 
@@ -165,23 +182,10 @@ class ReplicateProvider:
             log.warning("could not cancel Replicate prediction %s: %s", prediction_id, type(error).__name__)
 
     def _redact(self, text: str) -> str:
-        return text.replace(self._token, "***") if self._token else text
+        return redact(text, self._token)
 
     def _map_error(self, error: Exception) -> ProviderError:
         """The client's exceptions -> the same user-facing errors as FAL's (the token never appears)."""
         status = getattr(error, "status", None) if isinstance(error, self._errors) else None
-        if status in (401, 403):
-            return ProviderError("provider_auth", status=status, variable=self.key_variable)
-        if status in (400, 404, 409, 413, 422):
-            detail = getattr(error, "detail", None) or getattr(error, "title", None) or f"HTTP {status}"
-            return ProviderError("provider_rejected_input", http_status=400, detail=self._redact(str(detail))[:300])
-        if status == 429:
-            return ProviderError("provider_busy", http_status=429)
-        if status is not None:
-            return ProviderError("provider_unavailable", status=status)
-        if isinstance(error, (httpx.TimeoutException, TimeoutError)):
-            return ProviderError("provider_timeout", http_status=504, seconds=self.timeout_s)
-        if isinstance(error, httpx.TransportError):
-            return ProviderError("provider_unreachable")
-        log.error("unexpected error from Replicate: %s", type(error).__name__)
-        return ProviderError("provider_unreachable")
+        detail = self._redact(str(getattr(error, "detail", None) or getattr(error, "title", None) or ""))
+        return error_for(status, error, detail=detail, variable=self.key_variable, timeout_s=self.timeout_s, vendor="Replicate")

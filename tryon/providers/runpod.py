@@ -22,8 +22,9 @@ import httpx
 from ..config import Settings
 from ..errors import ProviderError
 from ..images import NormalizedImage
-from .base import EditResult
-from .download import ResultDownloader, first_image_url
+from .base import EditOptions, EditResult
+from .download import ResultDownloader, all_image_urls
+from .errors import error_for, redact
 
 log = logging.getLogger(__name__)
 
@@ -59,9 +60,10 @@ class RunPodProvider:
     def upload(self, image: NormalizedImage) -> str:
         return "data:image/jpeg;base64," + base64.b64encode(image.jpeg).decode("ascii")
 
-    def edit(self, prompt: str, person: str, garments: Sequence[str], timeout_s: float | None = None) -> EditResult:
+    def edit(self, prompt: str, person: str, garments: Sequence[str], timeout_s: float | None = None,
+             options: EditOptions | None = None) -> EditResult:
         started = time.perf_counter()
-        job_id = self.submit_edit(prompt, person, garments, timeout_s)
+        job_id = self.submit_edit(prompt, person, garments, options, timeout_s)
         return self.await_edit(job_id, self.timeout_s if timeout_s is None else timeout_s, started=started)
 
     def fetch(self, ref: str) -> bytes:
@@ -69,10 +71,13 @@ class RunPodProvider:
 
     # -- resumable halves of edit() -------------------------------------------------------
 
-    def submit_edit(self, prompt: str, person: str, garments: Sequence[str], timeout_s: float | None = None) -> str:
+    def submit_edit(self, prompt: str, person: str, garments: Sequence[str], options: EditOptions | None = None,
+                    timeout_s: float | None = None) -> str:
         timeout_s = self.timeout_s if timeout_s is None else timeout_s
+        options = options or EditOptions()
         body = {
-            "input": {"prompt": prompt, "image_urls": [person, *garments], **MODEL_OPTIONS},
+            "input": {"prompt": prompt, "image_urls": [person, *garments], **MODEL_OPTIONS,
+                      "num_images": options.num_images, "aspect_ratio": options.aspect_ratio, "resolution": options.resolution},
             # RunPod stops the run itself if we are gone (e.g. a crash) past our own deadline.
             "policy": {"executionTimeout": int(max(5.0, timeout_s) * 1000)},
         }
@@ -111,10 +116,10 @@ class RunPodProvider:
             raise ProviderError("provider_timeout", http_status=504, seconds=timeout_s)
         if state == "CANCELLED":
             raise ProviderError("provider_failed", reason="the job was cancelled at RunPod")
-        url = first_image_url(status.get("output"))
-        if not url:
+        urls = all_image_urls(status.get("output"))
+        if not urls:
             raise ProviderError("no_image_returned")
-        return EditResult(ref=url, duration_ms=(time.perf_counter() - started) * 1000, request_id=job_id)
+        return EditResult(ref=urls[0], duration_ms=(time.perf_counter() - started) * 1000, request_id=job_id, variants=urls)
 
     # -- helpers --------------------------------------------------------------------------
 
@@ -125,15 +130,9 @@ class RunPodProvider:
             raise ProviderError("provider_timeout", http_status=504, seconds=self.timeout_s) from None
         except httpx.TransportError:
             raise ProviderError("provider_unreachable") from None
-        status = response.status_code
-        if status in (401, 403):
-            raise ProviderError("provider_auth", status=status, variable=self.key_variable)
-        if status == 429:
-            raise ProviderError("provider_busy", http_status=429)
-        if status in (400, 404, 413, 422):
-            raise ProviderError("provider_rejected_input", http_status=400, detail=self._redact(response.text)[:300] or f"HTTP {status}")
-        if status >= 400:
-            raise ProviderError("provider_unavailable", status=status)
+        if response.status_code >= 400:
+            raise error_for(response.status_code, None, detail=self._redact(response.text), variable=self.key_variable,
+                            timeout_s=self.timeout_s, vendor="RunPod")
         try:
             return response.json()
         except ValueError:
@@ -146,4 +145,4 @@ class RunPodProvider:
             log.warning("could not cancel RunPod job %s: %s", job_id, type(error).__name__)
 
     def _redact(self, text: str) -> str:
-        return text.replace(self._key, "***") if self._key else text
+        return redact(text, self._key)
