@@ -101,6 +101,11 @@ def draw_garment(kind: str = "tshirt", size: tuple[int, int] = (768, 768), colou
         darker = tuple(int(c * 0.8) for c in colour)
         d.ellipse([cx - 0.13 * s, 0.06 * s, cx + 0.13 * s, 0.3 * s], fill=darker)  # the hood behind the neck
         d.rounded_rectangle([cx - 0.14 * s, 0.58 * s, cx + 0.14 * s, 0.74 * s], radius=int(0.02 * s), fill=darker)  # pocket
+    elif kind == "jeans":
+        d.rectangle([cx - 0.2 * s, 0.06 * s, cx + 0.2 * s, 0.14 * s], fill=tuple(int(c * 0.8) for c in colour))  # waistband
+        d.polygon([(cx - 0.2 * s, 0.14 * s), (cx + 0.2 * s, 0.14 * s), (cx + 0.22 * s, 0.94 * s), (cx + 0.03 * s, 0.94 * s),
+                   (cx, 0.36 * s), (cx - 0.03 * s, 0.94 * s), (cx - 0.22 * s, 0.94 * s)], fill=colour)
+        d.line([cx, 0.14 * s, cx, 0.34 * s], fill=tuple(int(c * 0.7) for c in colour), width=max(2, int(s / 200)))  # fly
     else:
         raise ValueError(f"unknown garment kind {kind!r}")
     return img

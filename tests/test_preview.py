@@ -109,3 +109,61 @@ def test_unknown_reference_is_a_clear_error():
     with pytest.raises(ProviderError) as caught:
         LocalPreviewProvider().fetch("local:nope")
     assert caught.value.code == "unknown_reference"
+
+
+# --- categories and layering (issue: jeans on the legs, jacket over the T-shirt) ------------------
+
+
+def colour_share(picture: Image.Image, box, colour, tolerance=60) -> float:
+    """The share of `box`'s pixels within `tolerance` of `colour`."""
+    left, top, right, bottom = box
+    pixels = np.asarray(picture.crop((left, top, right, bottom)), np.int16)
+    return float((np.abs(pixels - np.array(colour)).max(axis=2) < tolerance).mean())
+
+
+JEANS, TSHIRT, JACKET = (20, 150, 60), (196, 36, 48), (240, 200, 30)
+
+
+@pytest.mark.parametrize("slots", [("jacket", "jeans", "tshirt"), ("tshirt", "jacket", "jeans"), ("jeans", "tshirt", "jacket")])
+def test_jeans_land_on_the_legs_and_the_jacket_over_the_tshirt_in_any_slot_order(slots):
+    from tryon.config import Settings
+    from tryon.outfit import Outfit
+    from tryon.service import TryOnService
+
+    figure = draw_person()
+    drawings = {"jeans": draw_garment("jeans", colour=JEANS), "tshirt": draw_garment("tshirt", colour=TSHIRT),
+                "jacket": draw_garment("jacket", colour=JACKET)}
+    category = {"jeans": "bottom", "tshirt": "top", "jacket": "outerwear"}
+    service = TryOnService(Settings(), LocalPreviewProvider())
+    outfit = Outfit.parse(categories=[category[s] for s in slots])
+    result = service.try_on_sync(encode(figure.image), [encode(drawings[s]) for s in slots], outfit=outfit)
+    picture = result.to_pil().convert("RGB")
+    left, top, right, bottom = figure.torso
+    legs = (left + (right - left) // 4, bottom + 40, right - (right - left) // 4, picture.height - 60)
+    chest = (left + (right - left) // 8, top + 40, left + 3 * (right - left) // 8, bottom - 40)  # beside the jacket's V
+    assert colour_share(picture, legs, JEANS) > 0.6, "the jeans are not on the legs"
+    assert colour_share(picture, chest, JACKET) > 0.6, "the jacket is not the outer layer of the chest"
+    assert colour_share(picture, chest, TSHIRT) < 0.05
+    assert [o["category"] for o in result.timings["order"]] == ["bottom", "top", "outerwear"]
+
+
+def test_a_dress_spans_torso_and_legs_and_auto_stays_on_the_torso():
+    from tryon.preview.regions import region_for
+
+    layout = detect_body(draw_person().image)
+    dress = region_for("dress", layout, 768, 1024)
+    assert dress.top == layout.torso.top and dress.bottom > layout.legs.top + layout.legs.height // 2
+    assert region_for("auto", layout, 768, 1024) == layout.torso == region_for("top", layout, 768, 1024)
+    shoes = region_for("shoes", layout, 768, 1024)
+    assert shoes.bottom == layout.legs.bottom and shoes.height < layout.legs.height // 4
+
+
+def test_variants_differ_and_each_is_a_picture():
+    from tryon.config import Settings
+    from tryon.outfit import Outfit
+    from tryon.service import TryOnService
+
+    service = TryOnService(Settings(), LocalPreviewProvider())
+    result = service.try_on_sync(encode(draw_person().image), [encode(draw_garment("tshirt"))], outfit=Outfit.parse(num_images=4))
+    assert len(result.variants) == 4 and len(set(result.variants)) == 4
+    assert all(Image.open(io.BytesIO(v)).size == (768, 1024) for v in result.variants)

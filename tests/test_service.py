@@ -26,8 +26,8 @@ class RecordingProvider(LocalPreviewProvider):
         self.uploads.append(ref)
         return ref
 
-    def edit(self, prompt, person, garments, timeout_s=None):
-        result = super().edit(prompt, person, garments, timeout_s)
+    def edit(self, prompt, person, garments, timeout_s=None, options=None):
+        result = super().edit(prompt, person, garments, timeout_s, options)
         self.edits.append((person, list(garments), result.ref))
         return result
 

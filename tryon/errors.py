@@ -82,6 +82,26 @@ MESSAGES: dict[str, dict[str, str]] = {
         "en": "At most {limit} garments per try-on; got {count}.",
         "es": "Como máximo {limit} prendas por prueba; se recibieron {count}.",
     },
+    "bad_category": {
+        "en": "Unknown category {value!r}; use one of {choices}.",
+        "es": "Categoría desconocida {value!r}; usa una de {choices}.",
+    },
+    "description_too_long": {
+        "en": "The description is too long; keep it under {limit} characters.",
+        "es": "La descripción es demasiado larga; usa menos de {limit} caracteres.",
+    },
+    "bad_order": {
+        "en": "The layering order is not valid: {detail}.",
+        "es": "El orden de capas no es válido: {detail}.",
+    },
+    "bad_variants": {
+        "en": "The number of results must be a whole number from 1 to {limit}.",
+        "es": "El número de resultados debe ser un entero de 1 a {limit}.",
+    },
+    "bad_option": {
+        "en": "Invalid {option}: use {choices}.",
+        "es": "Valor no válido para {option}: usa {choices}.",
+    },
     "provider_failed": {
         "en": "The image provider failed: {reason}",
         "es": "El proveedor de imágenes falló: {reason}",

@@ -3,10 +3,16 @@
 The model (fal-ai/nano-banana-pro/edit) takes `prompt` + `image_urls`; the
 figures are numbered in the order of `image_urls`, person first. The sync
 chain applies one garment per call (Figure 1 = person, Figure 2 = garment);
-a single call with several garments names each figure.
+a single call with several garments names each figure, inner layer first.
+A garment's category and description (tryon.outfit) say what it is and what
+it replaces.
 """
 
 from __future__ import annotations
+
+from typing import Sequence
+
+from .outfit import REPLACES, GarmentSpec
 
 DEFAULT_SYNC_PROMPT = (
     "Dress the person in Figure 1 in the clothing garment from Figure 2. "
@@ -16,23 +22,47 @@ DEFAULT_SYNC_PROMPT = (
 )
 
 
-def sync_prompt(template: str = DEFAULT_SYNC_PROMPT) -> str:
-    """The prompt for one step of the chain: Figure 1 is the person, Figure 2 the garment."""
-    return template
+KEEP = ("Keep the person's face, hair, body shape, pose, skin tone and the background exactly as they are. "
+        "Photorealistic result.")
 
 
-def multi_garment_prompt(garment_count: int) -> str:
-    """One prompt that applies `garment_count` garments (Figures 2..N+1) in a single call."""
-    if garment_count < 1:
-        raise ValueError("garment_count must be at least 1")
-    if garment_count == 1:
-        return DEFAULT_SYNC_PROMPT
-    figures = ", ".join(f"Figure {i + 2}" for i in range(garment_count - 1))
-    figures += f" and Figure {garment_count + 1}"
+def sync_prompt(template: str = DEFAULT_SYNC_PROMPT, spec: GarmentSpec | None = None) -> str:
+    """The prompt for one step of the chain: Figure 1 is the person, Figure 2 the garment.
+    A garment with a category or a description gets a prompt that names it and what it
+    replaces; one without either gets `template` (TRYON_PROMPT) as it is."""
+    if spec is None or (spec.category == "auto" and not spec.description):
+        return template
     return (
-        f"Dress the person in Figure 1 in all of the clothing garments shown in {figures}, "
-        "each garment worn where it belongs on the body, layered as a person would wear them. "
-        "Keep the person's face, hair, body shape, pose, skin tone and the background exactly as they are; "
-        "replace only the clothing the garments cover, fitted naturally with realistic folds and lighting. "
-        "Photorealistic result."
+        f"Dress the person in Figure 1 in {_garment_words(spec)} shown in Figure 2. "
+        f"{_placement(spec)} "
+        "Keep every other garment the person is already wearing as it is, fitted naturally with realistic folds "
+        f"and lighting. {KEEP}"
     )
+
+
+def outfit_prompt(specs: Sequence[GarmentSpec]) -> str:
+    """One prompt for one call with every garment, `specs` in the order they go on (inner to
+    outer); Figure 2 is specs[0], Figure 3 specs[1], ... (the image list follows the same order)."""
+    if not specs:
+        raise ValueError("an outfit needs at least one garment")
+    if len(specs) == 1 and specs[0].category == "auto" and not specs[0].description:
+        return DEFAULT_SYNC_PROMPT
+    lines = [f"Dress the person in Figure 1 in the {len(specs)} garment(s) shown in the other figures, "
+             "putting them on in this order, from the innermost layer to the outermost:"]
+    for n, spec in enumerate(specs, start=1):
+        lines.append(f"{n}. Figure {n + 1}: {_garment_words(spec)}. {_placement(spec)}")
+    lines.append("Each later garment is worn over the earlier ones where they overlap, as a person would wear them; "
+                 "fit every garment naturally with realistic folds and lighting. " + KEEP)
+    return "\n".join(lines)
+
+
+def _garment_words(spec: GarmentSpec) -> str:
+    """'the blue denim jacket (outerwear)', 'the garment (top)', 'the clothing garment'."""
+    noun = spec.description or ("clothing garment" if spec.category == "auto" else "garment")
+    return f"the {noun}" + (f" ({spec.category})" if spec.category != "auto" else "")
+
+
+def _placement(spec: GarmentSpec) -> str:
+    if spec.category == "auto":
+        return "It replaces only the clothing it covers."
+    return f"It replaces {REPLACES[spec.category]}."

@@ -28,14 +28,16 @@ from PIL import Image
 
 from .cache import SingleFlight, TTLCache
 from .fetch import SafeFetcher
+from .history import LookHistory
 from .metrics import Metrics, event_from, request_log
 from .config import MAX_GARMENTS, Settings
 from .errors import InvalidRequest, ProviderError, TryOnError
 from .images import ImageSource, Limits, NormalizedImage, load_image, read_bytes
 from .preview.badge import stamp_badge
 from .jobs import Job, JobQueue, now_ms
-from .prompts import multi_garment_prompt, sync_prompt
-from .providers.base import Provider
+from .outfit import GarmentSpec, Outfit, nearest_ratio
+from .prompts import outfit_prompt, sync_prompt
+from .providers.base import EditOptions, Provider
 from .providers.chain import ProviderChain
 from .timing import RequestTimer, claim_cold_start, elapsed_ms
 
@@ -73,6 +75,8 @@ class TryOnResult:
     provider_label: str
     is_preview: bool
     image_url: str | None = None  # the provider's public URL for the image, when it has one
+    variants: tuple[bytes, ...] = ()  # every result when several were asked for (image is the first)
+    variant_urls: tuple[str, ...] = ()
 
     def to_pil(self) -> Image.Image:
         image = Image.open(io.BytesIO(self.image))
@@ -98,12 +102,14 @@ def collect_inputs(person: ImageSource | None, garments: Sequence[ImageSource | 
 
 class TryOnService:
     def __init__(self, settings: Settings, provider: Provider, queue: JobQueue | None = None,
-                 fetcher: "SafeFetcher | None" = None, metrics: "Metrics | None" = None):
+                 fetcher: "SafeFetcher | None" = None, metrics: "Metrics | None" = None,
+                 history: "LookHistory | None" = None):
         self.settings = settings
         self.provider = provider
         self.queue = queue  # None: no Redis, so no async jobs
         self.fetcher = fetcher  # None: image URLs are refused
         self.metrics = metrics
+        self.history = history  # None: looks are not kept
         self.limits = Limits.from_settings(settings)
         # Intake is CPU work in Pillow (which releases the GIL) and uploads are I/O: both overlap well.
         self._pool = ThreadPoolExecutor(max_workers=MAX_GARMENTS + 1, thread_name_prefix="tryon-intake")
@@ -202,11 +208,13 @@ class TryOnService:
         garments: Sequence[ImageSource | None] | None,
         on_progress: ProgressCallback | None = None,
         fetch: bool = True,
+        outfit: Outfit | None = None,
     ) -> TryOnResult:
         """fetch=False: when the provider keeps the result at a public URL, return the URL and skip
-        downloading the picture (the REST API hands the URL on, as the seed did)."""
+        downloading the picture (the REST API hands the URL on, as the seed did). `outfit`: the
+        garments' categories and descriptions, their order, the number and size of results."""
         try:
-            result = self._try_on_sync(person, garments, on_progress, fetch)
+            result = self._try_on_sync(person, garments, on_progress, fetch, outfit or Outfit())
         except TryOnError as error:
             self.record("sync", error.code, None, sum(1 for g in garments or [] if not _is_empty(g)))
             raise
@@ -217,8 +225,9 @@ class TryOnService:
         self,
         person: ImageSource | None,
         garments: Sequence[ImageSource | None] | None,
-        on_progress: ProgressCallback | None = None,
-        fetch: bool = True,
+        on_progress: ProgressCallback | None,
+        fetch: bool,
+        outfit: Outfit,
     ) -> TryOnResult:
         inputs = collect_inputs(person, garments)
         timer = RequestTimer("sync", self.provider.name)
@@ -226,18 +235,27 @@ class TryOnService:
         started = time.perf_counter()
         uploads = self.upload_all(inputs)
         timer.add("inputs_ms", elapsed_ms(started))
-        person_upload, garment_uploads = uploads[0], uploads[1:]
-        prompt = sync_prompt(self.settings.sync_prompt)
+        person_upload = uploads[0]
+        by_field = {u.field: u for u in uploads[1:]}
+        # Inner to outer, whatever slot each garment was dropped in (or the user's own order).
+        specs = outfit.specs(list(by_field))
+        aspect_ratio = self._aspect_ratio(outfit, person_upload.image)
         current = person_upload.ref
-        request_ids, served_by, failover = [], [], []
-        for step, garment in enumerate(garment_uploads, start=1):
+        request_ids, served_by, failover, prompts = [], [], [], []
+        for step, spec in enumerate(specs, start=1):
+            garment = by_field[spec.field]
             if on_progress:
-                on_progress(step, len(garment_uploads), garment.field)
+                on_progress(step, len(specs), garment.field)
             remaining = deadline - time.monotonic()
+            prompt = sync_prompt(self.settings.sync_prompt, spec)
+            prompts.append(prompt)
+            # Variants come from the last step: the earlier ones build the outfit they share.
+            options = EditOptions(num_images=outfit.num_images if step == len(specs) else 1, aspect_ratio=aspect_ratio,
+                                  resolution=outfit.resolution, categories=(spec.category,))
             try:
                 if remaining <= 0:
                     raise ProviderError("provider_timeout")
-                result = self.provider.edit(prompt, current, [garment.ref], timeout_s=remaining)
+                result = self.provider.edit(prompt, current, [garment.ref], timeout_s=remaining, options=options)
             except ProviderError as error:
                 if error.code != "provider_timeout":
                     raise
@@ -248,27 +266,41 @@ class TryOnService:
             served_by.append(result.provider or self.provider.name)
             failover.extend({"step": step, **skip} for skip in result.skipped)
             current = result.ref
-        image = b""
+        refs = result.refs
+        images: list[bytes] = []
         if fetch or not current.startswith("https://"):
             started = time.perf_counter()
-            image = self.provider.fetch(current)
-            if self.provider.is_preview:
-                image = stamp_badge(image)
+            images = list(self._pool.map(self._fetch_result, refs))
             timer.add("download_ms", elapsed_ms(started))
         timings = timer.finish(
-            garments=len(garment_uploads),
+            garments=len(specs),
             uploads=[u.timing() for u in uploads],
             provider_request_ids=request_ids,
             offline_preview=self.provider.is_preview,
+            order=[spec.public() for spec in specs],
+            prompts=prompts,
+            options={**outfit.public(), "aspect_ratio_sent": aspect_ratio},
+            variants=len(refs),
             **self._provider_fields(served_by, failover),
         )
         return TryOnResult(
-            image=image,
+            image=images[0] if images else b"",
             timings=timings,
             provider_label=self.provider.label,
             is_preview=self.provider.is_preview,
             image_url=current if current.startswith("https://") else None,
+            variants=tuple(images),
+            variant_urls=tuple(r for r in refs if r.startswith("https://")),
         )
+
+    def _fetch_result(self, ref: str) -> bytes:
+        image = self.provider.fetch(ref)
+        return stamp_badge(image) if self.provider.is_preview else image
+
+    @staticmethod
+    def _aspect_ratio(outfit: Outfit, person: NormalizedImage) -> str:
+        """What the model is asked for: "same" becomes the ratio nearest the person photo's."""
+        return nearest_ratio(person.width, person.height) if outfit.aspect_ratio == "same" else outfit.aspect_ratio
 
     def _provider_fields(self, served_by: list[str], failover: list[dict]) -> dict[str, Any]:
         """Who served the request: `provider` names the one(s) that did; with a failover chain,
@@ -299,23 +331,33 @@ class TryOnService:
 
     # -- async jobs: submit here, run by a worker (tryon.worker) -------------------------------
 
-    def submit_job(self, person: ImageSource | None, garments: Sequence[ImageSource | None] | None) -> Job:
+    def submit_job(self, person: ImageSource | None, garments: Sequence[ImageSource | None] | None,
+                   outfit: Outfit | None = None) -> Job:
         """Validate and upload the inputs, then queue one job; returns at once with its id."""
         if self.queue is None:
             raise InvalidRequest("async_unavailable", http_status=503)
+        outfit = outfit or Outfit()
         inputs = collect_inputs(person, garments)
         received_ts = now_ms()
         started = time.perf_counter()
         uploads = self.upload_all(inputs)
+        by_field = {u.field: u for u in uploads[1:]}
+        specs = outfit.specs(list(by_field))  # the record keeps the garments inner to outer
+        prompt = outfit_prompt(specs)
         timings = {
             "mode": "async",
             "provider": self.provider.name,
             "be_received_ts": received_ts,
             "inputs_ms": elapsed_ms(started),
-            "garments": len(uploads) - 1,
+            "garments": len(specs),
             "uploads": [u.timing() for u in uploads],
+            "order": [spec.public() for spec in specs],
+            "prompts": [prompt],
+            "options": {**outfit.public(), "aspect_ratio_sent": self._aspect_ratio(outfit, uploads[0].image)},
         }
-        return self.queue.submit([{"field": u.field, "ref": u.ref} for u in uploads], self.provider.name, timings)
+        inputs = [{"field": "person", "ref": uploads[0].ref}]
+        inputs += [{**spec.public(), "ref": by_field[spec.field].ref} for spec in specs]
+        return self.queue.submit(inputs, self.provider.name, timings)
 
     def job_status(self, job_id: str) -> dict[str, Any]:
         """The seed's status answer (status, image_url, error, timestamps) plus attempts and timings."""
@@ -327,23 +369,34 @@ class TryOnService:
         answer = job.public()
         if job.status == "queued":
             answer["jobs_waiting"] = self.queue.waiting()
-        if job.image_url and not job.image_url.startswith("https://"):
-            # An offline-preview result lives in this process's memory, not at a URL: inline it.
-            try:
-                answer["image_url"] = "data:image/jpeg;base64," + base64.b64encode(self.provider.fetch(job.image_url)).decode()
-            except TryOnError:
-                answer["image_url"] = None
+        if job.image_url:
+            refs = list(job.timings.get("variant_refs") or [job.image_url])
+            answer["image_urls"] = [self._shareable(ref) for ref in refs]
+            answer["image_url"] = answer["image_urls"][0]
         answer["offline_preview"] = self.provider.is_preview
         return answer
 
-    def job_image(self, job_id: str) -> Image.Image | None:
-        """The finished job's picture, fetched from wherever the provider keeps it."""
+    def _shareable(self, ref: str) -> str | None:
+        """A result as a client can read it: its URL, or (offline preview, kept in this process's
+        memory) the picture inlined as a data URL."""
+        if ref.startswith("https://"):
+            return ref
+        try:
+            return "data:image/jpeg;base64," + base64.b64encode(self.provider.fetch(ref)).decode()
+        except TryOnError:
+            return None
+
+    def job_images(self, job_id: str) -> list[Image.Image]:
+        """The finished job's pictures (one per variant), fetched from wherever the provider keeps them."""
         job = self.queue.get(job_id) if self.queue is not None else None
         if job is None or not job.image_url:
-            return None
-        picture = Image.open(io.BytesIO(self.provider.fetch(job.image_url)))
-        picture.load()
-        return picture
+            return []
+        pictures = []
+        for ref in job.timings.get("variant_refs") or [job.image_url]:
+            picture = Image.open(io.BytesIO(self._fetch_result(ref)))
+            picture.load()
+            pictures.append(picture)
+        return pictures
 
     def run_job(self, job: Job, on_submitted: Callable[[str], None], on_poll: Callable[[], None]) -> tuple[str, dict[str, Any]]:
         """One model call with every garment (not the sync chain's one call per garment).
@@ -352,20 +405,24 @@ class TryOnService:
         record), this polls that same request instead of paying for a second one.
         """
         refs = [item["ref"] for item in job.inputs]
-        person, garments = refs[0], refs[1:]
-        prompt = multi_garment_prompt(len(garments))
+        person, garments = refs[0], refs[1:]  # garments already inner to outer (submit_job)
+        specs = [GarmentSpec(i["field"], i.get("category", "auto"), i.get("description", "")) for i in job.inputs[1:]]
+        prompt = outfit_prompt(specs)
+        chosen = job.timings.get("options") or {}
+        options = EditOptions(num_images=int(chosen.get("num_images", 1)), aspect_ratio=chosen.get("aspect_ratio_sent", "auto"),
+                              resolution=chosen.get("resolution", "1K"), categories=tuple(s.category for s in specs))
         timeout = self.settings.request_timeout_s
         resumed = bool(job.provider_request_id)
         provider_started = job.provider_started_at or now_ms()
         if hasattr(self.provider, "submit_edit"):
             request_id = job.provider_request_id
             if not request_id:
-                request_id = self.provider.submit_edit(prompt, person, garments)
+                request_id = self.provider.submit_edit(prompt, person, garments, options)
                 on_submitted(request_id)
             remaining = max(1.0, timeout - (now_ms() - provider_started) / 1000)
             failover = {}
             if isinstance(self.provider, ProviderChain):  # an outage at one vendor moves the job on
-                failover = {"on_resubmit": on_submitted, "resubmit_with": (prompt, person, garments)}
+                failover = {"on_resubmit": on_submitted, "resubmit_with": (prompt, person, garments, options)}
             try:
                 result = self.provider.await_edit(request_id, remaining, on_poll=on_poll, **failover)
             except ProviderError as error:
@@ -373,7 +430,7 @@ class TryOnService:
                     raise ProviderError("provider_timeout", http_status=504, seconds=timeout) from None
                 raise
         else:  # a provider whose calls cannot be resumed: one plain call
-            result = self.provider.edit(prompt, person, garments, timeout_s=timeout)
+            result = self.provider.edit(prompt, person, garments, timeout_s=timeout, options=options)
             request_id = result.request_id
         finished = now_ms()
         timings = dict(job.timings)
@@ -389,6 +446,8 @@ class TryOnService:
             "backend_overhead_ms": round(total_ms - provider_ms, 1),
             "be_response_sent_ts": finished,
             "provider_request_ids": [request_id],
+            "variant_refs": list(result.refs),
+            "variants": len(result.refs),
             "attempts": job.attempts,
             "resumed_provider_request": resumed,
             "offline_preview": self.provider.is_preview,

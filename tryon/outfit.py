@@ -1,0 +1,144 @@
+"""What the user asked for beyond the photos: each garment's category and description, the
+layering order, how many results, and their size.
+
+Layering puts garments on inner to outer, as a person dresses: bottoms and dresses, then tops,
+then outerwear, then shoes and accessories; slots of the same layer keep their slot order. The
+user may override the order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+from .errors import InvalidRequest
+
+CATEGORIES = ("auto", "top", "bottom", "dress", "outerwear", "shoes", "accessory")
+# Inner (0) to outer: what goes on first. "auto" dresses like a top.
+LAYER = {"bottom": 0, "dress": 0, "top": 1, "auto": 1, "outerwear": 2, "shoes": 3, "accessory": 4}
+# What each category replaces on the person, for the prompt.
+REPLACES = {
+    "top": "the upper-body clothing (shirt, T-shirt, blouse, sweater)",
+    "bottom": "the lower-body clothing (trousers, jeans, skirt, shorts) on the legs",
+    "dress": "both the upper- and lower-body clothing, from shoulders to legs",
+    "outerwear": "nothing underneath: it is worn open or closed over the clothes already on the upper body",
+    "shoes": "the footwear",
+    "accessory": "nothing: it is added (bag, hat, scarf, jewellery, belt) without changing the clothes",
+}
+ASPECT_RATIOS = ("same", "1:1", "4:5", "3:4", "2:3", "9:16", "5:4", "4:3", "3:2", "16:9", "21:9")
+RESOLUTIONS = ("1K", "2K", "4K")
+MAX_VARIANTS = 4
+MAX_DESCRIPTION = 120
+
+
+@dataclass(frozen=True)
+class GarmentSpec:
+    field: str  # "garment_2": the slot it came from
+    category: str = "auto"
+    description: str = ""
+
+    @property
+    def slot(self) -> int:
+        return int(self.field.rsplit("_", 1)[1])
+
+    def public(self) -> dict[str, Any]:
+        return {"field": self.field, "category": self.category, "description": self.description}
+
+
+@dataclass(frozen=True)
+class Outfit:
+    """The per-garment details (by slot) and the result options of one try-on."""
+
+    categories: dict[str, str] = field(default_factory=dict)  # field -> category
+    descriptions: dict[str, str] = field(default_factory=dict)  # field -> short description
+    order: tuple[str, ...] = ()  # the user's own order of fields, inner to outer; () = automatic
+    num_images: int = 1
+    aspect_ratio: str = "same"
+    resolution: str = "1K"
+
+    @classmethod
+    def parse(cls, categories: Sequence[Any] | dict | None = None, descriptions: Sequence[Any] | dict | None = None,
+              order: Sequence[Any] | str | None = None, num_images: Any = 1, aspect_ratio: Any = "same",
+              resolution: Any = "1K") -> "Outfit":
+        """From API values (lists by slot, or {field: value}); every bad value gets its own error."""
+        cats = _by_field(categories, "categories")
+        for name, value in cats.items():
+            if value not in CATEGORIES:
+                raise InvalidRequest("bad_category", field=name, value=str(value)[:40], choices=", ".join(CATEGORIES))
+        descs = {}
+        for name, value in _by_field(descriptions, "descriptions").items():
+            text = " ".join(str(value).split())
+            if len(text) > MAX_DESCRIPTION:
+                raise InvalidRequest("description_too_long", field=name, limit=MAX_DESCRIPTION)
+            if text:
+                descs[name] = text
+        if isinstance(order, str):
+            order = [part for part in order.replace(">", ",").split(",") if part.strip()]
+        fields = tuple(_field_name(item) for item in (order or []))
+        if len(set(fields)) != len(fields):
+            raise InvalidRequest("bad_order", detail="a garment is named twice")
+        try:
+            variants = int(num_images if num_images not in (None, "") else 1)
+        except (TypeError, ValueError):
+            variants = 0
+        if not 1 <= variants <= MAX_VARIANTS:
+            raise InvalidRequest("bad_variants", limit=MAX_VARIANTS)
+        ratio = str(aspect_ratio or "same").strip().lower()
+        if ratio not in ASPECT_RATIOS:
+            raise InvalidRequest("bad_option", option="aspect ratio", choices=", ".join(ASPECT_RATIOS))
+        size = str(resolution or "1K").strip().upper()
+        if size not in RESOLUTIONS:
+            raise InvalidRequest("bad_option", option="resolution", choices=", ".join(RESOLUTIONS))
+        return cls(cats, descs, fields, variants, ratio, size)
+
+    def specs(self, fields: Sequence[str]) -> list[GarmentSpec]:
+        """The given garments (fields of filled slots, in slot order) in the order they go on."""
+        specs = [GarmentSpec(f, self.categories.get(f, "auto"), self.descriptions.get(f, "")) for f in fields]
+        if self.order:
+            unknown = [f for f in self.order if f not in fields]
+            if unknown:
+                raise InvalidRequest("bad_order", detail=f"{', '.join(unknown)} has no photo")
+            position = {f: n for n, f in enumerate(self.order)}
+            # Garments the user left out of the order keep the automatic rule, after the named ones.
+            return sorted(specs, key=lambda s: (position.get(s.field, len(position)), LAYER[s.category], s.slot))
+        return sorted(specs, key=lambda s: (LAYER[s.category], s.slot))
+
+    def public(self) -> dict[str, Any]:
+        return {"num_images": self.num_images, "aspect_ratio": self.aspect_ratio, "resolution": self.resolution,
+                "order": list(self.order) or "auto"}
+
+
+def nearest_ratio(width: int, height: int) -> str:
+    """The supported aspect ratio closest to a picture's ("same as the person photo")."""
+    actual = width / max(1, height)
+    ratios = [r for r in ASPECT_RATIOS if r != "same"]
+    return min(ratios, key=lambda r: abs(_ratio(r) - actual))
+
+
+def _ratio(text: str) -> float:
+    a, b = text.split(":")
+    return int(a) / int(b)
+
+
+def _field_name(item: Any) -> str:
+    text = str(item).strip().lower().replace(" ", "_")
+    if text.isdigit():
+        text = f"garment_{text}"
+    if text not in {f"garment_{n}" for n in range(1, 5)}:
+        raise InvalidRequest("bad_order", detail=f"{str(item)[:30]!r} is not a garment slot (garment_1 to garment_4)")
+    return text
+
+
+def _by_field(values: Sequence[Any] | dict | None, what: str) -> dict[str, str]:
+    """[c1, c2, None, c4] or {"garment_1": c1, ...} -> {field: value} for the values given."""
+    if values is None:
+        return {}
+    if isinstance(values, dict):
+        return {_field_name(k): str(v).strip().lower() if what == "categories" else str(v)
+                for k, v in values.items() if v not in (None, "")}
+    if isinstance(values, str) or not isinstance(values, (list, tuple)):
+        raise InvalidRequest("bad_option", option=what, choices="a list with one entry per garment slot")
+    if len(values) > 4:
+        raise InvalidRequest("bad_option", option=what, choices="at most 4 entries, one per garment slot")
+    return {f"garment_{n}": (str(v).strip().lower() if what == "categories" else str(v))
+            for n, v in enumerate(values, start=1) if v not in (None, "")}
