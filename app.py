@@ -12,6 +12,7 @@ import os
 import signal
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 from fastapi import Request  # module level: FastAPI resolves the string annotation from these globals
 
@@ -43,10 +44,16 @@ class Runtime:
         self.redis.close()  # the embedded Redis flushes its append-only file and stops
 
 
+def looks_dir(settings: Settings) -> Path:
+    """Where the history keeps each look's pictures (served only to their session)."""
+    return settings.data_dir / "looks"
+
+
 def create_service(settings: Settings):
     """(service, runtime): the shared service with its Redis, job queue, metrics and workers."""
     prepare_data_dir(settings)
     from tryon.fetch import SafeFetcher
+    from tryon.history import LookHistory
     from tryon.jobs import JobQueue
     from tryon.metrics import Metrics
     from tryon.providers import build_provider
@@ -58,7 +65,8 @@ def create_service(settings: Settings):
     redis_handle = connect(settings.redis_url, settings.data_dir)
     queue = JobQueue(redis_handle.client, settings.job_ttl_s, settings.job_visibility_s, settings.job_max_attempts)
     fetcher = SafeFetcher(max_bytes=settings.max_upload_bytes)
-    service = TryOnService(settings, provider, queue, fetcher=fetcher, metrics=Metrics(redis_handle.client))
+    service = TryOnService(settings, provider, queue, fetcher=fetcher, metrics=Metrics(redis_handle.client),
+                           history=LookHistory(redis_handle.client, looks_dir(settings), settings.job_ttl_s))
     workers = WorkerPool(service, settings.workers).start() if settings.workers else None
     return service, Runtime(redis_handle, workers, settings.shutdown_grace_s)
 
@@ -89,7 +97,8 @@ def create_app(settings: Settings):
     api.add_exception_handler(Exception, unexpected_error)
     api.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     # Uploads and results in gradio's cache are served only to the session they were handed to.
-    api.add_middleware(SessionFiles, cache_roots=[gr_utils.get_upload_folder(), str(gr_utils.get_cache_folder())])
+    api.add_middleware(SessionFiles, cache_roots=[gr_utils.get_upload_folder(), str(gr_utils.get_cache_folder()),
+                                                  str(looks_dir(settings))])
     api.include_router(build_router(service, settings))
 
     @api.get("/metrics", response_class=PlainTextResponse, include_in_schema=False)
@@ -105,7 +114,7 @@ def create_app(settings: Settings):
     demo.queue(max_size=settings.queue_size, default_concurrency_limit=settings.concurrency)
     gr.mount_gradio_app(
         api, demo, path="/", auth=gradio_auth(settings), max_file_size=settings.max_upload_bytes,
-        mcp_server=settings.mcp,
+        mcp_server=settings.mcp, allowed_paths=[str(looks_dir(settings))],
         auth_message="Log in with your user name and password, or any user name and an API key.",
         **launch_options(),
     )

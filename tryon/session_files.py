@@ -140,10 +140,16 @@ def _canonical(path: str) -> str:
 def _session_of(scope) -> str | None:
     for name, value in scope.get("headers", []):
         if name == b"cookie":
-            for part in value.decode("latin-1").split(";"):
-                key, _, token = part.strip().partition("=")
-                if key == COOKIE and _TOKEN.match(token):
-                    return token
+            return session_from_cookies(value.decode("latin-1"))
+    return None
+
+
+def session_from_cookies(header: str | None) -> str | None:
+    """The session token in a Cookie header, if it carries a well-formed one."""
+    for part in (header or "").split(";"):
+        key, _, token = part.strip().partition("=")
+        if key == COOKIE and _TOKEN.match(token):
+            return token
     return None
 
 

@@ -1,0 +1,81 @@
+"""The history of looks on a real Redis: per session, bounded, expiring, files kept and cleaned."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import pytest
+import redis as redis_py
+from PIL import Image
+
+from tryon.history import KEY, LookHistory
+
+
+@pytest.fixture
+def history(redis_server, tmp_path):
+    client = redis_py.Redis(port=redis_server.port)
+    return LookHistory(client, tmp_path / "looks", ttl_s=3600, limit=3)
+
+
+@pytest.fixture
+def photo(tmp_path):
+    path = tmp_path / "person.png"
+    Image.new("RGB", (64, 96), (200, 100, 50)).save(path)
+    return str(path)
+
+
+def add(history, session, photo, n=1):
+    return history.add(session, {"person": photo, "garment_1": photo, "garment_2": None},
+                       {"categories": ["top", "auto", "auto", "auto"], "num_images": n},
+                       [Image.new("RGB", (64, 96), (n * 40, 0, 0)) for _ in range(n)], {"garments": 1, "n": n})
+
+
+def test_a_look_keeps_copies_of_its_pictures_and_comes_back_newest_first(history, photo):
+    first = add(history, "session-a" * 3, photo, 1)
+    second = add(history, "session-a" * 3, photo, 2)
+    looks = history.looks("session-a" * 3)
+    assert [look["id"] for look in looks] == [second["id"], first["id"]]
+    assert set(second["inputs"]) == {"person", "garment_1"} and len(second["results"]) == 2
+    for path in [*second["inputs"].values(), *second["results"]]:
+        assert os.path.exists(path) and path.startswith(str(history.root))
+    assert second["settings"]["categories"][0] == "top" and second["timings"]["n"] == 2
+    assert history.find("session-a" * 3, first["id"])["id"] == first["id"]
+
+
+def test_sessions_do_not_see_each_other_s_looks_and_the_cookie_is_not_stored(history, photo, redis_server):
+    add(history, "alice-token-0123456789", photo)
+    assert history.looks("bob-token-0123456789") == [] and history.looks(None) == []
+    keys = [k.decode() for k in redis_py.Redis(port=redis_server.port).keys("tryon:looks:*")]
+    assert len(keys) == 1 and "alice" not in keys[0]
+
+
+def test_the_history_is_bounded_and_dropped_looks_lose_their_files(history, photo):
+    looks = [add(history, "s" * 24, photo) for _ in range(5)]
+    kept = history.looks("s" * 24)
+    assert [look["id"] for look in kept] == [look["id"] for look in reversed(looks[2:])]
+    assert not os.path.exists(looks[0]["results"][0]) and not os.path.exists(looks[1]["results"][0])
+
+
+def test_the_record_expires_with_the_job_ttl(history, photo, redis_server):
+    add(history, "t" * 24, photo)
+    client = redis_py.Redis(port=redis_server.port)
+    key = KEY.format(history.key_of("t" * 24))
+    assert 3500 < client.ttl(key) <= 3600
+    assert json.loads(client.lindex(key, 0))["id"]
+
+
+def test_looks_whose_files_are_gone_are_not_offered(history, photo):
+    look = add(history, "u" * 24, photo)
+    os.remove(look["results"][0])
+    assert history.looks("u" * 24) == []
+
+
+def test_folders_older_than_the_ttl_are_removed(history, photo):
+    old = add(history, "v" * 24, photo)
+    folder = os.path.dirname(old["results"][0])
+    past = time.time() - 7200
+    os.utime(folder, (past, past))
+    add(history, "w" * 24, photo)  # any later look sweeps expired folders
+    assert not os.path.exists(folder)
