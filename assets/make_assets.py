@@ -21,6 +21,7 @@ GARMENTS = {
     "garment_jacket_denim.png": ("jacket", (62, 96, 150)),
     "garment_sweater_striped.png": ("sweater", (28, 44, 100)),
     "garment_hoodie_yellow.png": ("hoodie", (232, 184, 40)),
+    "garment_jeans_blue.png": ("jeans", (44, 70, 128)),
 }
 
 

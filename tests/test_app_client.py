@@ -25,10 +25,13 @@ def bad_files(tmp_path, person_png):
 
 def test_api_lists_the_documented_endpoints(client):
     endpoints = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
-    assert set(endpoints) == {"/try_on", "/upload", "/submit_job", "/job_status"}
-    assert [p["parameter_name"] for p in endpoints["/try_on"]["parameters"]] == [
-        "person", "garment_1", "garment_2", "garment_3", "garment_4"
-    ]
+    assert set(endpoints) == {"/try_on", "/try_on_variants", "/upload", "/submit_job", "/job_status"}
+    names = [p["parameter_name"] for p in endpoints["/try_on"]["parameters"]]
+    # The original five first, in their order; every new one after them, with a default.
+    assert names[:5] == ["person", "garment_1", "garment_2", "garment_3", "garment_4"]
+    assert names[5:] == [*[f"category_{n}" for n in range(1, 5)], *[f"description_{n}" for n in range(1, 5)],
+                         "order", "num_images", "aspect_ratio", "resolution"]
+    assert all(p["parameter_has_default"] for p in endpoints["/try_on"]["parameters"][5:])
 
 
 def test_try_on_with_two_garments_returns_a_png_and_timings(client, asset_paths):
@@ -135,3 +138,43 @@ def test_the_footer_says_which_redis(app_server):
     with urllib.request.urlopen(app_server.url + "config", timeout=10) as response:
         config = response.read().decode()
     assert "Redis: embedded Redis" in config and "append-only" in config
+
+
+def test_outfit_controls_through_gradio_client(client, asset_paths):
+    """The issue's outfit dropped in any order: jeans on first, the T-shirt, the jacket over it; 3 results."""
+    looks, timings = client.predict(
+        handle_file(asset_paths["person_illustration"]), handle_file(asset_paths["garment_jacket_denim"]),
+        handle_file(asset_paths["garment_jeans_blue"]), handle_file(asset_paths["garment_tshirt_red"]), None,
+        category_1="outerwear", category_2="bottom", category_3="top", description_1="denim jacket",
+        num_images=3, api_name="/try_on_variants",
+    )
+    assert len(looks) == 3 and all(Image.open(item["image"]).size == (768, 1024) for item in looks)
+    assert [o["field"] for o in timings["order"]] == ["garment_2", "garment_3", "garment_1"]
+    assert "the denim jacket (outerwear)" in timings["prompts"][2] and timings["variants"] == 3
+    # /try_on keeps its two outputs and takes the same options by keyword.
+    image_path, timings = client.predict(
+        handle_file(asset_paths["person_illustration"]), handle_file(asset_paths["garment_tshirt_red"]),
+        category_1="dress", api_name="/try_on")
+    assert image_path.endswith(".png") and timings["order"][0]["category"] == "dress"
+
+
+def test_async_job_with_categories_and_variants_through_gradio_client(client, asset_paths):
+    import time
+
+    job_id = client.predict(
+        handle_file(asset_paths["person_illustration"]), handle_file(asset_paths["garment_jacket_denim"]),
+        handle_file(asset_paths["garment_jeans_blue"]), category_1="outerwear", category_2="bottom", num_images=2,
+        api_name="/submit_job")
+    deadline = time.monotonic() + 30
+    while (status := client.predict(job_id, api_name="/job_status"))["status"] not in ("done", "error"):
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    assert status["status"] == "done" and len(status["image_urls"]) == 2
+    assert status["timings"]["prompts"][0].splitlines()[1].startswith("1. Figure 2: the garment (bottom).")
+
+
+def test_a_bad_category_is_a_clear_error(client, asset_paths):
+    with pytest.raises(Exception) as caught:
+        client.predict(handle_file(asset_paths["person_illustration"]), handle_file(asset_paths["garment_tshirt_red"]),
+                       category_1="hat", api_name="/try_on")
+    assert "Garment 1: Unknown category 'hat'" in str(caught.value) and "outerwear" in str(caught.value)

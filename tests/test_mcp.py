@@ -34,10 +34,10 @@ def with_session(url: str, work):
 def test_the_tools_and_their_schema(app_server):
     tools = with_session(app_server.url, lambda s: s.list_tools()).tools
     by_name = {tool.name: tool for tool in tools}
-    assert set(by_name) == {"try_on", "submit_job", "job_status", "upload"}
+    assert set(by_name) == {"try_on", "try_on_variants", "submit_job", "job_status", "upload"}
     schema = by_name["try_on"].inputSchema
-    assert schema["required"] == ["person", "garment_1"]
-    assert set(schema["properties"]) == {"person", "garment_1", "garment_2", "garment_3", "garment_4"}
+    assert schema["required"] == ["person", "garment_1"]  # the outfit options are all optional
+    assert {"person", "garment_1", "garment_2", "garment_3", "garment_4", "category_1", "order", "num_images"} <= set(schema["properties"])
     assert "Dress the person" in by_name["try_on"].description
 
 
@@ -47,6 +47,16 @@ def test_an_agent_tries_a_garment_on(app_server, asset_paths):
     assert not result.isError, result.content
     text = " ".join(getattr(c, "text", "") for c in result.content)
     assert "image.png" in text and "fal_call_1" in text and "offline_preview" in text
+
+
+def test_an_agent_names_categories_and_asks_for_variants(app_server, asset_paths):
+    arguments = {"person": data_url(asset_paths["person_illustration"]), "garment_1": data_url(asset_paths["garment_jacket_denim"]),
+                 "garment_2": data_url(asset_paths["garment_jeans_blue"]), "category_1": "outerwear", "category_2": "bottom",
+                 "num_images": 2}
+    result = with_session(app_server.url, lambda s: s.call_tool("try_on_variants", arguments))
+    assert not result.isError, result.content
+    text = " ".join(getattr(c, "text", "") for c in result.content)
+    assert "'variants': 2" in text and "'category': 'bottom'" in text and text.count("'image': {'path'") == 2
 
 
 def test_tool_errors_carry_the_specific_message(app_server):

@@ -25,7 +25,7 @@ def run(snippet: str, url: str, monkeypatch) -> dict:
 
 def test_the_readme_has_the_documented_snippets():
     text = "\n".join(snippets())
-    for endpoint in ("/try_on", "/upload", "/submit_job", "/job_status"):
+    for endpoint in ("/try_on", "/try_on_variants", "/upload", "/submit_job", "/job_status"):
         assert f'api_name="{endpoint}"' in text, endpoint
     assert 'auth=("api"' in text
 
@@ -40,7 +40,10 @@ def test_each_snippet_runs(index, app_server, rest_app_env, monkeypatch):
         assert namespace["reference"].startswith("https://")
         return
     namespace = run(snippet, app_server.url, monkeypatch)
-    if "timings" in namespace:
+    if "looks" in namespace:  # the outfit snippet: jeans, then T-shirt, then jacket; two results
+        assert len(namespace["looks"]) == 2
+        assert [step["field"] for step in namespace["timings"]["order"]] == ["garment_2", "garment_3", "garment_1"]
+    elif "timings" in namespace:
         assert namespace["timings"]["garments"] == 2 and namespace["reference"].startswith("local:")
     if "status" in namespace:
         assert namespace["status"]["status"] == "done"

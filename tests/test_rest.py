@@ -17,13 +17,14 @@ from synthetic import draw_garment, draw_person
 pytestmark = pytest.mark.slow
 
 KEY, RATE_KEY = "key-main-00001", "key-rate-00002"
+OUTFIT_KEY = "key-outfit-0003"  # its own rate-limit bucket: the outfit tests add requests
 
 
 @pytest.fixture(scope="module")
 def rest_app(tmp_path_factory, fal_server_session):
     redis_for_app = RedisProcess(free_port(), tmp_path_factory.mktemp("rest-redis")).start()
     env = fal_server_session.env(
-        REDIS_URL=redis_for_app.url, TRYON_API_KEYS=f"{KEY},{RATE_KEY}", TRYON_AUTH="ann:secret-pass",
+        REDIS_URL=redis_for_app.url, TRYON_API_KEYS=f"{KEY},{RATE_KEY},{OUTFIT_KEY}", TRYON_AUTH="ann:secret-pass",
         TRYON_RATE_LIMIT="20", TRYON_MAX_UPLOAD_MB="2", TRYON_CONCURRENCY="1", TRYON_REQUEST_TIMEOUT="3",
     )
     app = start_app(tmp_path_factory.mktemp("rest-app"), env)
@@ -95,6 +96,44 @@ def test_submit_and_poll_status(http, fal_server, person_b64, garment_b64):
         time.sleep(0.1)
     assert status["status"] == "done" and status["error"] is None
     assert status["image_url"].startswith(fal_server.url) and status["timestamps"]["finished_at"]
+
+
+def test_generate_takes_categories_order_and_variants(http, fal_server, person_b64, garment_b64):
+    response = http.post("/api/images/generate", json={
+        "apiKey": OUTFIT_KEY, "userImage": person_b64, "garments": garment_b64, "categories": ["outerwear", "top"],
+        "descriptions": ["denim jacket", None], "numImages": 2, "aspectRatio": "1:1", "resolution": "2K"})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    timings = body["metadata"]["timings"]
+    assert [o["field"] for o in timings["order"]] == ["garment_2", "garment_1"]  # the top goes on before the jacket
+    assert "denim jacket (outerwear)" in timings["prompts"][1]
+    assert len(body["resultImages"]) == 2 and body["resultImages"][0] == body["resultImage"]
+    last = fal_server.submits[-1].body
+    assert last["num_images"] == 2 and last["aspect_ratio"] == "1:1" and last["resolution"] == "2K"
+    assert fal_server.submits[0].body["num_images"] == 1  # variants come from the last step only
+
+
+def test_a_job_with_variants_reports_every_picture(http, fal_server, person_b64, garment_b64):
+    submitted = http.post("/api/jobs/submit", json={"apiKey": OUTFIT_KEY, "userImage": person_b64, "garments": garment_b64,
+                                                    "categories": ["top", "bottom"], "numImages": 3}).json()
+    deadline = time.monotonic() + 30
+    while (status := http.get(f"/api/jobs/{submitted['job_id']}/status").json())["status"] not in ("done", "error"):
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    assert status["status"] == "done" and len(status["image_urls"]) == 3 and status["image_url"] == status["image_urls"][0]
+    (body,) = [r.body for r in fal_server.submits]
+    assert body["num_images"] == 3 and "1. Figure 2: the garment (bottom)" in body["prompt"]
+
+
+@pytest.mark.parametrize("extra, code", [
+    ({"categories": ["hat"]}, "bad_category"),
+    ({"numImages": 9}, "bad_variants"),
+    ({"order": ["garment_3"]}, "bad_order"),
+    ({"aspectRatio": "wide"}, "bad_option"),
+])
+def test_bad_outfit_values_are_400_with_their_code(http, person_b64, garment_b64, extra, code):
+    response = http.post("/api/images/generate", json={"apiKey": OUTFIT_KEY, "userImage": person_b64, "garments": garment_b64, **extra})
+    assert response.status_code == 400 and response.json()["code"] == code
 
 
 @pytest.mark.parametrize(

@@ -9,6 +9,7 @@ import pytest
 from PIL import Image
 
 from tryon.errors import pick_language
+from tryon.outfit import CATEGORIES
 from tryon.ui import GARMENT_SLOTS, Handlers, PhotoInput, build_demo, examples, timing_rows
 
 
@@ -35,7 +36,7 @@ def files(tmp_path, person_png, garment_pngs):
 
 
 def test_try_on_returns_the_picture_and_the_timing_record(handlers, files):
-    image, timings = handlers.try_on(files["person"], files["g1"], None, files["g2"], None, request())
+    image, timings = handlers.try_on(files["person"], files["g1"], None, files["g2"], None, request=request())
     assert isinstance(image, Image.Image) and image.size == (768, 1024)
     assert timings["garments"] == 2 and "fal_call_2" in timings
 
@@ -46,19 +47,19 @@ def test_try_on_returns_the_picture_and_the_timing_record(handlers, files):
 )
 def test_errors_are_gr_errors_in_the_browser_s_language(handlers, files, lang, expected):
     with pytest.raises(gr.Error) as caught:
-        handlers.try_on(files["person"], files["text"], None, None, None, request(lang))
+        handlers.try_on(files["person"], files["text"], None, None, None, request=request(lang))
     assert str(caught.value.message).startswith(expected)
 
 
 def test_a_truncated_upload_gets_the_specific_message(handlers, files):
     with pytest.raises(gr.Error) as caught:
-        handlers.try_on(files["truncated"], files["g1"], None, None, None, request())
+        handlers.try_on(files["truncated"], files["g1"], None, None, None, request=request())
     assert "Person photo: The image file is truncated or corrupt" in caught.value.message
 
 
 def test_no_garment_error(handlers, files):
     with pytest.raises(gr.Error) as caught:
-        handlers.try_on(files["person"], None, None, None, None, request("es"))
+        handlers.try_on(files["person"], None, None, None, None, request=request("es"))
     assert caught.value.message == "Se requiere al menos una prenda."
 
 
@@ -68,7 +69,7 @@ def test_an_unexpected_failure_hides_its_details(handlers, files, monkeypatch):
 
     monkeypatch.setattr(handlers.service, "try_on_sync", boom)
     with pytest.raises(gr.Error) as caught:
-        handlers.try_on(files["person"], files["g1"], None, None, None, request())
+        handlers.try_on(files["person"], files["g1"], None, None, None, request=request())
     assert "Something went wrong on our side" in caught.value.message
     assert "FAL_KEY" not in caught.value.message and "internal detail" not in caught.value.message
 
@@ -88,11 +89,11 @@ def test_dropping_a_bad_file_clears_its_slot_and_a_good_one_is_kept(handlers, fi
 
 
 def test_present_fills_slider_table_and_status(handlers, files):
-    image, timings = handlers.try_on(files["person"], files["g1"], files["g2"], None, None, request())
+    image, timings = handlers.try_on(files["person"], files["g1"], files["g2"], None, None, request=request())
     result_path = files["person"].replace("person", "result")
     image.save(result_path)
-    slider, table, chart, status = handlers.present(files["person"], result_path, timings, request("es"))
-    assert slider[0].size == slider[1].size
+    shown, slider, table, chart, status = handlers.present(files["person"], [(result_path, None)], timings, request("es"))
+    assert shown == result_path and slider[0].size == slider[1].size
     assert table["visible"] is True
     frame = table["value"]
     assert list(frame.columns) == ["Paso", "ms", "Detalle"]
@@ -137,12 +138,16 @@ def test_photo_input_renders_as_a_stock_image_and_passes_paths_through(tmp_path)
     assert component.preprocess(SimpleNamespace(url="data:image/png;base64,AAAA", path=None)) == "data:image/png;base64,AAAA"
 
 
-def test_named_api_is_exactly_the_documented_four(service):
+def test_named_api_is_exactly_the_documented_five(service):
     demo = build_demo(service)
     public = {d["api_name"]: d for d in demo.config["dependencies"] if d.get("api_visibility") == "public"}
-    assert set(public) == {"try_on", "upload", "submit_job", "job_status"}
-    assert len(public["try_on"]["inputs"]) == 1 + GARMENT_SLOTS and len(public["try_on"]["outputs"]) == 2
-    assert len(public["submit_job"]["inputs"]) == 1 + GARMENT_SLOTS and len(public["submit_job"]["outputs"]) == 1
+    assert set(public) == {"try_on", "try_on_variants", "upload", "submit_job", "job_status"}
+    # The original parameters first, in their order; the outfit options after them (all optional).
+    for name in ("try_on", "try_on_variants", "submit_job"):
+        # person, garments, then categories, descriptions, order, num_images, aspect_ratio, resolution
+        assert len(public[name]["inputs"]) == 1 + GARMENT_SLOTS + 2 * GARMENT_SLOTS + 4
+    assert len(public["try_on"]["outputs"]) == 2 and len(public["try_on_variants"]["outputs"]) == 2
+    assert len(public["submit_job"]["outputs"]) == 1
     assert len(public["job_status"]["inputs"]) == 1 and len(public["job_status"]["outputs"]) == 1
 
 
@@ -161,11 +166,11 @@ def async_handlers(settings, redis_server):
 
 
 def test_async_submit_then_watch_moves_the_status_line_and_ends_with_the_picture(async_handlers, files):
-    job_id = async_handlers.submit_job(files["person"], files["g1"], files["g2"], None, None, request())
+    job_id = async_handlers.submit_job(files["person"], files["g1"], files["g2"], None, None, request=request())
     updates = list(async_handlers.watch_job(job_id, request()))
-    status, picture, timings = updates[-1]
+    status, pictures, timings = updates[-1]
     assert status.startswith(f"Job {job_id}: done in")
-    assert isinstance(picture, Image.Image) and timings["garments"] == 2 and timings["fal_call_1"] > 0
+    assert isinstance(pictures[0], Image.Image) and timings["garments"] == 2 and timings["fal_call_1"] > 0
     assert all(update[0].startswith(f"Job {job_id}: ") for update in updates)
     answer = async_handlers.job_status(job_id, request())
     assert answer["status"] == "done" and answer["timestamps"]["finished_at"] >= answer["timestamps"]["created_at"]
@@ -188,6 +193,7 @@ def test_examples_point_at_shipped_pictures():
     rows = examples()
     assert len(rows) >= 2
     for row in rows:
-        assert len(row) == 1 + GARMENT_SLOTS and row[0] and row[1]
-        for path in filter(None, row):
+        assert len(row) == 1 + 2 * GARMENT_SLOTS and row[0] and row[1]  # person, garments, their categories
+        for path in filter(None, row[:1 + GARMENT_SLOTS]):
             Image.open(path).verify()
+        assert all(category in CATEGORIES for category in row[1 + GARMENT_SLOTS:])

@@ -30,6 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from .access import RateLimiter, key_is_valid
 from .config import Settings
 from .errors import InvalidRequest, TryOnError, pick_language
+from .outfit import Outfit
 from .service import TryOnService
 
 log = logging.getLogger(__name__)
@@ -40,6 +41,18 @@ class GenerateRequest(BaseModel):
     apiKey: str | None = Field(None, description="Required when the server sets TRYON_API_KEYS.")
     userImage: str = Field(..., description="The person: base64, data URL or https URL.")
     garments: list[str | None] = Field(..., description="1 to 4 garments (base64, data URL or https URL); nulls are skipped.")
+    # Optional outfit controls (tryon's own additions; the seed's clients never send them).
+    categories: list[str | None] | None = Field(
+        None, description="Per garment slot: auto, top, bottom, dress, outerwear, shoes or accessory (default auto).")
+    descriptions: list[str | None] | None = Field(None, description="Per garment slot: a short description, e.g. 'blue jeans'.")
+    order: list[str | int] | None = Field(
+        None, description="Layering order, inner to outer, by slot: ['garment_2', 'garment_1'] or [2, 1]. Default: by category.")
+    numImages: int = Field(1, description="Number of results, 1 to 4 (resultImages).")
+    aspectRatio: str = Field("same", description="'same' (as the person photo) or 1:1, 4:5, 3:4, 2:3, 9:16, 5:4, 4:3, 3:2, 16:9, 21:9.")
+    resolution: str = Field("1K", description="1K, 2K or 4K (models that support it).")
+
+    def outfit(self) -> Outfit:
+        return Outfit.parse(self.categories, self.descriptions, self.order, self.numImages, self.aspectRatio, self.resolution)
 
 
 class UploadRequest(BaseModel):
@@ -72,6 +85,7 @@ class Metadata(BaseModel):
 class GenerateResponse(BaseModel):
     success: bool = True
     resultImage: str = Field(..., description="The provider's URL for the picture (a data URL for the offline preview).")
+    resultImages: list[str] = Field(default_factory=list, description="Every result when numImages > 1 (the first is resultImage).")
     metadata: Metadata
 
 
@@ -153,6 +167,11 @@ def build_router(service: TryOnService, settings: Settings) -> APIRouter:
     def result_image(result) -> str:
         return result.image_url or "data:image/jpeg;base64," + base64.b64encode(result.image).decode()
 
+    def result_images(result) -> list[str]:
+        if result.variant_urls:
+            return list(result.variant_urls)
+        return ["data:image/jpeg;base64," + base64.b64encode(image).decode() for image in result.variants or [result.image]]
+
     @router.post("/images/generate", response_model=GenerateResponse, responses=ERRORS,
                  summary="Dress the person in 1-4 garments (sync, chained)")
     def generate(body: GenerateRequest, request: Request):
@@ -161,7 +180,7 @@ def build_router(service: TryOnService, settings: Settings) -> APIRouter:
             if not generating.acquire(timeout=2.0):  # a bounded wait, then a clear 429, never a hung request
                 raise InvalidRequest("busy", http_status=429, seconds=5)
             try:
-                result = service.try_on_sync(body.userImage, body.garments, fetch=service.provider.is_preview)
+                result = service.try_on_sync(body.userImage, body.garments, fetch=service.provider.is_preview, outfit=body.outfit())
             finally:
                 generating.release()
         except TryOnError as error:
@@ -169,6 +188,7 @@ def build_router(service: TryOnService, settings: Settings) -> APIRouter:
         return {
             "success": True,
             "resultImage": result_image(result),
+            "resultImages": result_images(result),
             "metadata": {
                 "generatedAt": datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z"),
                 "inputsCount": {"garments": result.timings["garments"]},
@@ -192,7 +212,7 @@ def build_router(service: TryOnService, settings: Settings) -> APIRouter:
     def submit(body: GenerateRequest, request: Request):
         try:
             admit(request, body.apiKey)
-            job = service.submit_job(body.userImage, body.garments)
+            job = service.submit_job(body.userImage, body.garments, outfit=body.outfit())
         except TryOnError as error:
             return error_response(error, request)
         return {"success": True, "job_id": job.job_id, "status": job.status}

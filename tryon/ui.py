@@ -9,6 +9,7 @@ private event still answers a raw HTTP call.
 
 from __future__ import annotations
 
+import io
 import logging
 import time
 import uuid
@@ -20,12 +21,16 @@ import pandas as pd
 from PIL import Image
 
 from .errors import InvalidImage, TryOnError, field_label, pick_language
+from .outfit import ASPECT_RATIOS, CATEGORIES, MAX_VARIANTS, RESOLUTIONS, Outfit
 from .service import TryOnService
+from .session_files import session_from_cookies
 from .ui_text import I18N, say
 
 log = logging.getLogger(__name__)
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
+CATEGORY_CHOICES = [(name.capitalize(), name) for name in CATEGORIES]
+ASPECT_CHOICES = [("Same as the person photo", "same")] + [(ratio, ratio) for ratio in ASPECT_RATIOS if ratio != "same"]
 GARMENT_SLOTS = 4
 WATCH_INTERVAL_S = 0.5  # how often the page re-reads a job's status
 WATCH_LIMIT_S = 600  # after this the page stops watching (the job goes on; check it by id)
@@ -66,6 +71,36 @@ def language(request: gr.Request | None) -> str:
     return pick_language(headers.get("accept-language"))
 
 
+def gallery_paths(value) -> list[str]:
+    """File paths from a gallery's value ([(path, caption)], [{"image": {"path"}}], [path], or PIL images)."""
+    paths = []
+    for item in value or []:
+        if isinstance(item, (tuple, list)):
+            item = item[0]
+        if isinstance(item, dict):
+            item = (item.get("image") or {}).get("path") or item.get("path")
+        if isinstance(item, Image.Image):
+            item = save_temp_png(item)
+        if item:
+            paths.append(str(item))
+    return paths
+
+
+def save_temp_png(picture: Image.Image) -> str:
+    import tempfile
+
+    with tempfile.NamedTemporaryFile(suffix=".png", delete=False) as handle:
+        picture.save(handle, "PNG")
+    return handle.name
+
+
+def before_after(person, result: str):
+    """The before/after pair, when the person photo is a file (not a pasted data URL)."""
+    if not (isinstance(person, str) and not person.startswith("data:")):
+        return None
+    return Image.open(person).convert("RGB"), Image.open(result)
+
+
 def timing_rows(timings: dict[str, Any], lang: str = "en") -> list[list[Any]]:
     """The timing record as table rows: step, milliseconds, detail."""
     rows: list[list[Any]] = [[say("row_inputs", lang), timings.get("inputs_ms"), ""]]
@@ -89,6 +124,11 @@ def timing_rows(timings: dict[str, Any], lang: str = "en") -> list[list[Any]]:
         who = served_by[n - 1] if n <= len(served_by) else timings.get("provider", "")
         rows.append([say("row_call", lang, n=n), timings[f"fal_call_{n}"], who])
         n += 1
+    order = timings.get("order") or []
+    if order:
+        rows.append([say("row_order", lang), None, " → ".join(f"{field_label(o['field'], lang)} ({o['category']})" for o in order)])
+    for n, prompt in enumerate(timings.get("prompts") or [], start=1):
+        rows.append([say("row_prompt", lang, n=n), None, prompt])
     rows += [
         *([[say("row_download", lang), timings["download_ms"], ""]] if "download_ms" in timings else []),
         [say("row_provider_total", lang), timings.get("fal_duration_ms"), ""],
@@ -115,18 +155,53 @@ def timing_bars(timings: dict[str, Any], lang: str = "en") -> pd.DataFrame:
 
 
 def examples() -> list[list[str | None]]:
-    """Example rows [person, garment_1..4] from assets/, skipping any file that is missing."""
+    """Example rows [person, garment_1..4, category_1..4] from assets/, skipping any with a missing file."""
     rows = [
-        ["person_illustration.png", "garment_tshirt_red.png", "garment_jacket_denim.png"],
-        ["person_astronaut.png", "garment_sweater_striped.png", None],
-        ["person_illustration.png", "garment_hoodie_yellow.png", None],
+        # Dropped in no particular order: the layering puts the jeans on first and the jacket last.
+        (["person_illustration.png", "garment_jacket_denim.png", "garment_jeans_blue.png", "garment_tshirt_red.png"],
+         ["outerwear", "bottom", "top"]),
+        (["person_illustration.png", "garment_tshirt_red.png", "garment_jacket_denim.png"], ["top", "outerwear"]),
+        (["person_astronaut.png", "garment_sweater_striped.png"], ["top"]),
+        (["person_illustration.png", "garment_hoodie_yellow.png"], ["auto"]),
     ]
     found = []
-    for row in rows:
-        paths = [str(ASSETS / name) if name else None for name in row]
-        if all(p is None or Path(p).exists() for p in paths):
-            found.append(paths + [None] * (1 + GARMENT_SLOTS - len(paths)))
+    for names, categories in rows:
+        paths = [str(ASSETS / name) for name in names]
+        if all(Path(p).exists() for p in paths):
+            found.append(paths + [None] * (1 + GARMENT_SLOTS - len(paths)) + categories + ["auto"] * (GARMENT_SLOTS - len(categories)))
     return found
+
+
+OUTFIT_ARGS = """
+
+Args:
+    person: photo of one person, ideally facing the camera on a plain background (JPEG, PNG or WebP)
+    garment_1: photo of the first garment, e.g. a product photo on a plain background
+    garment_2: optional second garment
+    garment_3: optional third garment
+    garment_4: optional fourth garment
+    category_1: what garment 1 is: auto, top, bottom, dress, outerwear, shoes or accessory
+    category_2: what garment 2 is
+    category_3: what garment 3 is
+    category_4: what garment 4 is
+    description_1: optional short description of garment 1, e.g. "blue denim jacket"
+    description_2: optional description of garment 2
+    description_3: optional description of garment 3
+    description_4: optional description of garment 4
+    order: optional layering order, inner to outer, e.g. ["garment_2", "garment_1"]; empty: automatic by category
+    num_images: number of results, 1 to 4
+    aspect_ratio: "same" (as the person photo) or 1:1, 4:5, 3:4, 2:3, 9:16, 5:4, 4:3, 3:2, 16:9, 21:9
+    resolution: 1K, 2K or 4K (models that support it)
+"""
+
+
+def documented(summary: str):
+    """The docstring gradio shows in the API page and MCP tool list: the summary, then the
+    parameters the try-on endpoints share."""
+    def attach(function):
+        function.__doc__ = summary + OUTFIT_ARGS
+        return function
+    return attach
 
 
 class Handlers:
@@ -135,30 +210,45 @@ class Handlers:
     def __init__(self, service: TryOnService):
         self.service = service
 
-    def try_on(self, person, garment_1, garment_2=None, garment_3=None, garment_4=None, request: gr.Request = None, progress=gr.Progress()):
-        """Dress the person in 1 to 4 garments (applied one after another); returns the picture and its timings.
+    # try_on and try_on_variants spell out the same parameters on purpose: gradio builds each
+    # endpoint's API page, gradio_client keywords and MCP schema from the signature itself.
+    @documented("Dress the person in 1 to 4 garments (applied one after another, inner layer first); returns the first picture and its timings.")
+    def try_on(self, person, garment_1, garment_2=None, garment_3=None, garment_4=None,
+               category_1="auto", category_2="auto", category_3="auto", category_4="auto",
+               description_1=None, description_2=None, description_3=None, description_4=None,
+               order=None, num_images=1, aspect_ratio="same", resolution="1K",
+               request: gr.Request = None, progress=gr.Progress()):
+        result = self._try_on(request, progress, person, [garment_1, garment_2, garment_3, garment_4],
+                              [category_1, category_2, category_3, category_4],
+                              [description_1, description_2, description_3, description_4], order, num_images, aspect_ratio, resolution)
+        return result.to_pil(), result.timings
 
-        Args:
-            person: photo of one person, ideally facing the camera on a plain background (JPEG, PNG or WebP)
-            garment_1: photo of the first garment, e.g. a product photo on a plain background
-            garment_2: optional second garment
-            garment_3: optional third garment
-            garment_4: optional fourth garment
-        """
+    @documented("Like try_on, but returns every result (num_images of them) as a gallery, and the timings.")
+    def try_on_variants(self, person, garment_1, garment_2=None, garment_3=None, garment_4=None,
+                        category_1="auto", category_2="auto", category_3="auto", category_4="auto",
+                        description_1=None, description_2=None, description_3=None, description_4=None,
+                        order=None, num_images=1, aspect_ratio="same", resolution="1K",
+                        request: gr.Request = None, progress=gr.Progress()):
+        result = self._try_on(request, progress, person, [garment_1, garment_2, garment_3, garment_4],
+                              [category_1, category_2, category_3, category_4],
+                              [description_1, description_2, description_3, description_4], order, num_images, aspect_ratio, resolution)
+        return [Image.open(io.BytesIO(picture)) for picture in result.variants], result.timings
+
+    def _try_on(self, request, progress, person, garments, categories, descriptions, order, num_images, aspect_ratio, resolution):
         lang = language(request)
 
         def on_progress(step: int, total: int, field: str) -> None:
             progress((step - 1, total), desc=say("applying", lang, step=step, total=total))
 
         try:
-            result = self.service.try_on_sync(person, [garment_1, garment_2, garment_3, garment_4], on_progress)
+            outfit = Outfit.parse(categories, descriptions, order, num_images, aspect_ratio, resolution)
+            return self.service.try_on_sync(person, garments, on_progress, outfit=outfit)
         except TryOnError as error:
             raise shown_error(error.message(lang)) from None
         except Exception:
             request_id = uuid.uuid4().hex[:12]
             log.exception("try_on failed (request %s)", request_id)
             raise shown_error(say("internal_error", lang, request_id=request_id)) from None
-        return result.to_pil(), result.timings
 
     def upload(self, image, request: gr.Request = None):
         """Normalize one image (resize, strip metadata) and store it with the provider; returns its reference.
@@ -191,19 +281,17 @@ class Handlers:
 
         return prepare
 
-    def submit_job(self, person, garment_1, garment_2=None, garment_3=None, garment_4=None, request: gr.Request = None):
-        """Queue one async job that dresses the person in every garment in one model call; returns its id at once.
-        Poll it with job_status.
-
-        Args:
-            person: photo of one person (JPEG, PNG or WebP)
-            garment_1: photo of the first garment
-            garment_2: optional second garment
-            garment_3: optional third garment
-            garment_4: optional fourth garment
-        """
+    @documented("Queue one async job that dresses the person in every garment in one model call (its prompt names the "
+                "layering order); returns its id at once. Poll it with job_status.")
+    def submit_job(self, person, garment_1, garment_2=None, garment_3=None, garment_4=None,
+                   category_1="auto", category_2="auto", category_3="auto", category_4="auto",
+                   description_1=None, description_2=None, description_3=None, description_4=None,
+                   order=None, num_images=1, aspect_ratio="same", resolution="1K", request: gr.Request = None):
         try:
-            return self.service.submit_job(person, [garment_1, garment_2, garment_3, garment_4]).job_id
+            outfit = Outfit.parse([category_1, category_2, category_3, category_4],
+                                  [description_1, description_2, description_3, description_4],
+                                  order, num_images, aspect_ratio, resolution)
+            return self.service.submit_job(person, [garment_1, garment_2, garment_3, garment_4], outfit=outfit).job_id
         except TryOnError as error:
             raise shown_error(error.message(language(request))) from None
 
@@ -230,9 +318,9 @@ class Handlers:
                 raise shown_error(error.message(lang)) from None
             now = time.time() * 1000
             if job["status"] == "done":
-                picture = self.service.job_image(job_id)
+                pictures = self.service.job_images(job_id)
                 seconds = (job["timestamps"]["finished_at"] - job["timestamps"]["created_at"]) / 1000
-                yield say("job_done", lang, job_id=job_id, seconds=seconds), picture, job["timings"]
+                yield say("job_done", lang, job_id=job_id, seconds=seconds), pictures, job["timings"]
                 return
             if job["status"] == "error":
                 raise shown_error(job["error"])
@@ -282,24 +370,86 @@ class Handlers:
         """Show the button of the chosen mode."""
         return gr.update(visible=mode == "sync"), gr.update(visible=mode == "async")
 
-    def present(self, person, result, timings, request: gr.Request):
-        """Fill the before/after slider, the timing table and the status line from a finished try-on."""
+    def present(self, person, variants, timings, request: gr.Request):
+        """From a finished try-on: the first result in the result slot and the before/after
+        slider, the timing table and chart, and the status line."""
         lang = language(request)
-        if result is None or not timings:
-            return None, gr.update(visible=False), gr.update(visible=False), say("status_idle", lang)
-        before = Image.open(person).convert("RGB") if isinstance(person, str) and not person.startswith("data:") else None
+        pictures = gallery_paths(variants)
+        if not pictures or not timings:
+            return None, None, gr.update(visible=False), gr.update(visible=False), say("status_idle", lang)
         seconds = (timings.get("total_backend_ms") or 0) / 1000
         status = say("status_done_preview", lang, seconds=seconds) if timings.get("offline_preview") else say(
             "status_done", lang, seconds=seconds, provider=self.service.label_of(timings.get("provider"))
         )
-        slider = (before, Image.open(result)) if before is not None else None
+        if len(pictures) > 1:
+            status += " " + say("variants_hint", lang, count=len(pictures))
         headers = [say("step", lang), say("ms", lang), say("detail", lang)]
         # The table appears with its first result: gradio's i18n cannot translate Dataframe headers, so they are built here.
         table = gr.update(value=pd.DataFrame(timing_rows(timings, lang), columns=headers), visible=True)
         bars = timing_bars(timings, lang)
         chart = gr.update(value=bars, sort=list(bars["step"]), visible=True)  # in the order the time was spent
-        return slider, table, chart, status
+        return pictures[0], before_after(person, pictures[0]), table, chart, status
 
+    @staticmethod
+    def choose_variant(person, variants, selected: gr.SelectData):
+        """A variant clicked in the gallery becomes the result: the one downloaded and compared."""
+        pictures = gallery_paths(variants)
+        if not pictures or selected.index is None:
+            return gr.skip(), gr.skip()
+        chosen = pictures[selected.index if isinstance(selected.index, int) else selected.index[0]]
+        return chosen, before_after(person, chosen)
+
+    @staticmethod
+    def show_order(g1, g2, g3, g4, c1, c2, c3, c4, d1, d2, d3, d4, order, request: gr.Request = None):
+        """The layering order the next try-on will use (inner to outer), as one line."""
+        lang = language(request)
+        photos, categories, descriptions = (g1, g2, g3, g4), (c1, c2, c3, c4), (d1, d2, d3, d4)
+        fields = [f"garment_{n}" for n, photo in enumerate(photos, start=1) if photo]
+        if not fields:
+            return say("order_empty", lang)
+        try:
+            specs = Outfit.parse(categories, descriptions, order).specs(fields)
+        except TryOnError as error:
+            return error.message(lang)
+        steps = [f"{n}. {field_label(s.field, lang)} ({s.description + ', ' if s.description else ''}{s.category})"
+                 for n, s in enumerate(specs, start=1)]
+        return say("order_line", lang, how=say("order_custom" if order else "order_auto", lang)) + " " + " → ".join(steps)
+
+    def remember(self, person, g1, g2, g3, g4, c1, c2, c3, c4, d1, d2, d3, d4, order, num_images, aspect_ratio, resolution,
+                 variants, timings, request: gr.Request = None):
+        """Keep a finished look in this browser session's history; returns the history gallery."""
+        session = session_from_cookies(getattr(request, "headers", {}).get("cookie"))
+        garments, categories, descriptions = (g1, g2, g3, g4), (c1, c2, c3, c4), (d1, d2, d3, d4)
+        pictures = gallery_paths(variants)
+        if self.service.history is None or not session or not pictures or not timings:
+            return gr.skip()
+        inputs = {"person": person, **{f"garment_{n}": g for n, g in enumerate(garments, start=1)}}
+        settings = {"categories": list(categories), "descriptions": list(descriptions), "order": list(order or []),
+                    "num_images": num_images, "aspect_ratio": aspect_ratio, "resolution": resolution}
+        self.service.history.add(session, inputs, settings, pictures, timings)
+        return self.history_view(request)
+
+    def history_view(self, request: gr.Request = None):
+        """The session's looks as a gallery, newest first (empty without a session or Redis)."""
+        session = session_from_cookies(getattr(request, "headers", {}).get("cookie"))
+        looks = self.service.history.looks(session) if self.service.history is not None else []
+        lang = language(request)
+        return [(look["results"][0], say("look_caption", lang, garments=look["timings"].get("garments", "?"),
+                                         when=time.strftime("%H:%M", time.localtime(look["created_at"] / 1000))))
+                for look in looks]
+
+    def restore(self, selected: gr.SelectData, request: gr.Request = None):
+        """A look clicked in the history: its inputs, settings, results and timings come back."""
+        session = session_from_cookies(getattr(request, "headers", {}).get("cookie"))
+        looks = self.service.history.looks(session) if self.service.history is not None else []
+        index = selected.index if isinstance(selected.index, int) else (selected.index or [0])[0]
+        if index is None or index >= len(looks):
+            raise shown_error(say("look_gone", language(request)))
+        look = looks[index]
+        inputs, settings = look["inputs"], look["settings"]
+        garments = [inputs.get(f"garment_{n}") for n in range(1, GARMENT_SLOTS + 1)]
+        return (inputs.get("person"), *garments, *settings["categories"], *settings["descriptions"], settings["order"],
+                settings["num_images"], settings["aspect_ratio"], settings["resolution"], look["results"], look["timings"])
 
 def build_demo(service: TryOnService, redis_description: str | None = None) -> gr.Blocks:
     provider = service.provider
@@ -316,11 +466,34 @@ def build_demo(service: TryOnService, redis_description: str | None = None) -> g
                 with gr.Row():
                     with gr.Column(scale=1):
                         person = PhotoInput(label=I18N("person"), sources=["upload", "webcam", "clipboard"], height=360, elem_id="person")
-                        garments = [PhotoInput(label=I18N("garment_1"), sources=["upload", "clipboard"], height=240, elem_id="garment_1")]
+                        garments, categories, descriptions = [], [], []
+
+                        def garment_slot(slot: int, height: int) -> None:
+                            garments.append(PhotoInput(label=I18N(f"garment_{slot}"), sources=["upload", "clipboard"], height=height,
+                                                       elem_id=f"garment_{slot}"))
+                            with gr.Row():
+                                # allow_custom_value: an unknown value reaches Outfit.parse, whose error names the garment.
+                                categories.append(gr.Dropdown(CATEGORY_CHOICES, value="auto", label=I18N("category"), min_width=120,
+                                                              allow_custom_value=True, elem_id=f"category_{slot}"))
+                                descriptions.append(gr.Textbox(label=I18N("description"), placeholder=I18N("description_hint"),
+                                                               max_length=120, min_width=160, elem_id=f"description_{slot}"))
+
+                        garment_slot(1, 240)
                         with gr.Accordion(I18N("more_garments"), open=False, elem_id="more-garments"):
                             with gr.Row():
                                 for slot in range(2, GARMENT_SLOTS + 1):
-                                    garments.append(PhotoInput(label=I18N(f"garment_{slot}"), sources=["upload", "clipboard"], height=200, elem_id=f"garment_{slot}"))
+                                    with gr.Column(min_width=200):
+                                        garment_slot(slot, 200)
+                        order_view = gr.Markdown(I18N("order_empty"), elem_id="layer-order")
+                        with gr.Accordion(I18N("options"), open=False, elem_id="options"):
+                            order = gr.Dropdown([(f"Garment {n}", f"garment_{n}") for n in range(1, GARMENT_SLOTS + 1)], value=[],
+                                                multiselect=True, allow_custom_value=True, label=I18N("custom_order"),
+                                                info=I18N("custom_order_info"), elem_id="order")
+                            num_images = gr.Slider(1, MAX_VARIANTS, value=1, step=1, label=I18N("num_images"), elem_id="num-images")
+                            aspect_ratio = gr.Dropdown(ASPECT_CHOICES, value="same", label=I18N("aspect_ratio"), allow_custom_value=True,
+                                                       elem_id="aspect-ratio")
+                            resolution = gr.Dropdown(list(RESOLUTIONS), value="1K", label=I18N("resolution"), info=I18N("resolution_info"),
+                                                     allow_custom_value=True, elem_id="resolution")
                         mode = gr.Radio(
                             choices=[("Sync", "sync"), ("Async", "async")],
                             value="sync",
@@ -339,6 +512,8 @@ def build_demo(service: TryOnService, redis_description: str | None = None) -> g
                     with gr.Column(scale=1):
                         status = gr.Markdown(I18N("status_idle"), elem_id="status")
                         result = gr.Image(label=I18N("result"), type="filepath", format="png", interactive=False, buttons=["download", "fullscreen"], elem_id="result")
+                        variants = gr.Gallery(label=I18N("variants"), type="filepath", format="png", columns=4, height=180,
+                                              allow_preview=False, interactive=False, object_fit="contain", elem_id="variants")
                         compare = gr.ImageSlider(label=I18N("before_after"), type="pil", interactive=False, elem_id="compare")
                         table = gr.Dataframe(
                             headers=["Step", "ms", "Detail"], label=I18N("timings"), visible=False, interactive=False, wrap=True,
@@ -348,9 +523,13 @@ def build_demo(service: TryOnService, redis_description: str | None = None) -> g
                                            x_title=" ", y_title="ms", height=320, x_label_angle=-20, elem_id="timing-chart")
                         with gr.Accordion(I18N("timing_record"), open=False):
                             record = gr.JSON(elem_id="timing-record")
+                with gr.Group(elem_id="history-box"):
+                    history = gr.Gallery(label=I18N("history"), type="filepath", columns=6, height=200, allow_preview=False, object_fit="contain",
+                                         interactive=False, elem_id="history")
+                    again = gr.Button(I18N("try_again"), size="sm", elem_id="try-again")
                 rows = examples()
                 if rows:
-                    gallery = gr.Examples(rows, inputs=[person, *garments], label=I18N("examples"), cache_examples=False)
+                    gallery = gr.Examples(rows, inputs=[person, *garments, *categories], label=I18N("examples"), cache_examples=False)
                     # gradio's i18n does not reach Dataset headers: drop them (the pictures speak for themselves).
                     gallery.dataset.headers = []
             with gr.Tab(I18N("tab_metrics"), id="metrics", elem_id="metrics-tab") as metrics_tab:
@@ -368,16 +547,33 @@ def build_demo(service: TryOnService, redis_description: str | None = None) -> g
 
         for slot, field in zip([person, *garments], ["person"] + [f"garment_{n}" for n in range(1, GARMENT_SLOTS + 1)]):
             slot.upload(handlers.prepare_slot(field), slot, slot, api_visibility="private", show_progress="hidden")
-        run.click(handlers.try_on, [person, *garments], [result, record], api_name="try_on", show_progress_on=[result]).success(
-            handlers.present, [person, result, record], [compare, table, chart, status], api_visibility="private"
-        )
+        outfit_inputs = [*categories, *descriptions, order, num_images, aspect_ratio, resolution]
+        inputs = [person, *garments, *outfit_inputs]
+        finished = [person, variants, record]
+        shown = [result, compare, table, chart, status]
+        remember_inputs = [person, *garments, *outfit_inputs, variants, record]
+        gr.on([*[g.change for g in garments], *[c.change for c in categories], *[d.change for d in descriptions], order.change],
+              handlers.show_order, [*garments, *categories, *descriptions, order], order_view, api_visibility="private",
+              show_progress="hidden")
+        # "Try on" and "Try again" (after picking a look from the history) run the same event.
+        gr.on([run.click, again.click], handlers.try_on_variants, inputs, [variants, record], api_name="try_on_variants",
+              show_progress_on=[result]).success(
+            handlers.present, finished, shown, api_visibility="private"
+        ).success(handlers.remember, remember_inputs, history, api_visibility="private", show_progress="hidden")
+        variants.select(handlers.choose_variant, [person, variants], [result, compare], api_visibility="private")
         mode.change(handlers.switch_mode, mode, [run, run_async], api_visibility="private")
-        run_async.click(handlers.submit_job, [person, *garments], job_id, api_name="submit_job").success(
-            handlers.watch_job, job_id, [status, result, record], api_visibility="private", show_progress="minimal"
-        ).success(handlers.present, [person, result, record], [compare, table, chart, status], api_visibility="private")
-        check.click(handlers.watch_job, check_id, [status, result, record], api_visibility="private", show_progress="minimal").success(
-            handlers.present, [person, result, record], [compare, table, chart, status], api_visibility="private"
+        run_async.click(handlers.submit_job, inputs, job_id, api_name="submit_job").success(
+            handlers.watch_job, job_id, [status, variants, record], api_visibility="private", show_progress="minimal"
+        ).success(handlers.present, finished, shown, api_visibility="private").success(
+            handlers.remember, remember_inputs, history, api_visibility="private", show_progress="hidden")
+        check.click(handlers.watch_job, check_id, [status, variants, record], api_visibility="private", show_progress="minimal").success(
+            handlers.present, finished, shown, api_visibility="private"
         )
+        history.select(handlers.restore, None, [*inputs, variants, record], api_visibility="private").success(
+            handlers.present, finished, shown, api_visibility="private")
+        demo.load(handlers.history_view, None, history, api_visibility="private")
+        # API-only: /try_on keeps its original answer (the first picture, the timings) for existing scripts.
+        gr.Button(visible=False).click(handlers.try_on, inputs, [result, record], api_name="try_on")
         status_in = gr.Textbox(visible=False)
         status_out = gr.JSON(visible=False)
         gr.Button(visible=False).click(handlers.job_status, status_in, status_out, api_name="job_status")

@@ -66,7 +66,7 @@ def test_trying_on_without_a_garment_says_so(page_in, asset_paths):
 
 def test_spanish_browser_gets_the_spanish_page(page_in, asset_paths):
     page = page_in("es-ES")
-    page.get_by_role("button", name="Probar").wait_for(timeout=10_000)
+    page.get_by_role("button", name="Probar", exact=True).wait_for(timeout=10_000)
     assert "probador virtual" in page.inner_text("body")
     upload(page, "person", asset_paths["person_illustration"])
     page.locator("#try-on").click()
