@@ -513,7 +513,8 @@ def build_demo(service: TryOnService, redis_description: str | None = None) -> g
                         status = gr.Markdown(I18N("status_idle"), elem_id="status")
                         result = gr.Image(label=I18N("result"), type="filepath", format="png", interactive=False, buttons=["download", "fullscreen"], elem_id="result")
                         variants = gr.Gallery(label=I18N("variants"), type="filepath", format="png", columns=4, height=180,
-                                              allow_preview=False, interactive=False, object_fit="contain", elem_id="variants")
+                                              allow_preview=False, interactive=False, object_fit="contain", elem_id="variants",
+                                              fit_columns=False)  # fit_columns would stretch a lone result across the row
                         compare = gr.ImageSlider(label=I18N("before_after"), type="pil", interactive=False, elem_id="compare")
                         table = gr.Dataframe(
                             headers=["Step", "ms", "Detail"], label=I18N("timings"), visible=False, interactive=False, wrap=True,
@@ -523,9 +524,9 @@ def build_demo(service: TryOnService, redis_description: str | None = None) -> g
                                            x_title=" ", y_title="ms", height=320, x_label_angle=-20, elem_id="timing-chart")
                         with gr.Accordion(I18N("timing_record"), open=False):
                             record = gr.JSON(elem_id="timing-record")
-                with gr.Group(elem_id="history-box"):
+                with gr.Column(elem_id="history-box"):  # not a Group: it would flatten the button into plain text
                     history = gr.Gallery(label=I18N("history"), type="filepath", columns=6, height=200, allow_preview=False, object_fit="contain",
-                                         interactive=False, elem_id="history")
+                                         interactive=False, fit_columns=False, elem_id="history")
                     again = gr.Button(I18N("try_again"), size="sm", elem_id="try-again")
                 rows = examples()
                 if rows:
