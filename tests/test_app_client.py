@@ -178,3 +178,12 @@ def test_a_bad_category_is_a_clear_error(client, asset_paths):
         client.predict(handle_file(asset_paths["person_illustration"]), handle_file(asset_paths["garment_tshirt_red"]),
                        category_1="hat", api_name="/try_on")
     assert "Garment 1: Unknown category 'hat'" in str(caught.value) and "outerwear" in str(caught.value)
+
+
+@pytest.mark.parametrize("count", [0, 5])
+def test_a_number_of_results_out_of_range_names_the_limit(client, asset_paths, count):
+    with pytest.raises(Exception) as caught:
+        client.predict(handle_file(asset_paths["person_illustration"]), handle_file(asset_paths["garment_tshirt_red"]),
+                       num_images=count, api_name="/try_on")
+    # Our own message (not the slider's generic bounds check, which would also log a traceback).
+    assert "The number of results must be a whole number from 1 to 4." in str(caught.value)

@@ -63,6 +63,8 @@ def test_one_plain_garment_in_one_call_is_the_sync_prompt():
     ({"order": "garment_9"}, "bad_order"),
     ({"num_images": 5}, "bad_variants"),
     ({"num_images": "many"}, "bad_variants"),
+    ({"num_images": 2.5}, "bad_variants"),
+    ({"num_images": float("inf")}, "bad_variants"),
     ({"aspect_ratio": "7:5"}, "bad_option"),
     ({"resolution": "8K"}, "bad_option"),
     ({"categories": "top"}, "bad_option"),
@@ -71,6 +73,10 @@ def test_bad_outfit_values_get_their_own_error(kwargs, code):
     with pytest.raises(InvalidRequest) as caught:
         Outfit.parse(**kwargs)
     assert caught.value.code == code
+
+
+def test_the_slider_s_float_counts_as_a_whole_number():
+    assert Outfit.parse(num_images=3.0).num_images == 3 and Outfit.parse(num_images="2").num_images == 2
 
 
 def test_an_order_naming_an_empty_slot_is_refused():

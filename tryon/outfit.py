@@ -77,9 +77,10 @@ class Outfit:
         fields = tuple(_field_name(item) for item in (order or []))
         if len(set(fields)) != len(fields):
             raise InvalidRequest("bad_order", detail="a garment is named twice")
-        try:
-            variants = int(num_images if num_images not in (None, "") else 1)
-        except (TypeError, ValueError):
+        try:  # the slider sends 3.0; 2.5 is not a number of pictures
+            count = float(num_images if num_images not in (None, "") else 1)
+            variants = int(count) if count.is_integer() else 0
+        except (TypeError, ValueError, OverflowError):
             variants = 0
         if not 1 <= variants <= MAX_VARIANTS:
             raise InvalidRequest("bad_variants", limit=MAX_VARIANTS)

@@ -61,6 +61,23 @@ class PhotoInput(gr.Image):
         return payload.path
 
 
+class ResultCount(gr.Slider):
+    """The number-of-results slider; its value reaches Outfit.parse unchecked.
+
+    gr.Slider's own bounds check answers API callers in English only and logs a
+    traceback for what is only a bad input; Outfit.parse names the limit in the
+    user's language.
+    """
+
+    is_template = True  # render with the stock Slider frontend component
+
+    def get_config(self, cls=None):
+        return super().get_config(cls or gr.Slider)
+
+    def preprocess(self, payload):  # type: ignore[override]
+        return payload
+
+
 def shown_error(message: str) -> gr.Error:
     """An error for the page or the API client; no traceback in the log (the user's input is not our bug)."""
     return gr.Error(message, print_exception=False)
@@ -489,7 +506,7 @@ def build_demo(service: TryOnService, redis_description: str | None = None) -> g
                             order = gr.Dropdown([(f"Garment {n}", f"garment_{n}") for n in range(1, GARMENT_SLOTS + 1)], value=[],
                                                 multiselect=True, allow_custom_value=True, label=I18N("custom_order"),
                                                 info=I18N("custom_order_info"), elem_id="order")
-                            num_images = gr.Slider(1, MAX_VARIANTS, value=1, step=1, label=I18N("num_images"), elem_id="num-images")
+                            num_images = ResultCount(1, MAX_VARIANTS, value=1, step=1, label=I18N("num_images"), elem_id="num-images")
                             aspect_ratio = gr.Dropdown(ASPECT_CHOICES, value="same", label=I18N("aspect_ratio"), allow_custom_value=True,
                                                        elem_id="aspect-ratio")
                             resolution = gr.Dropdown(list(RESOLUTIONS), value="1K", label=I18N("resolution"), info=I18N("resolution_info"),
