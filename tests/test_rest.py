@@ -161,6 +161,25 @@ def test_errors_have_the_seed_s_shape_and_the_right_status(http, person_b64, gar
     assert body["success"] is False and body["code"] == code and body["error"]
 
 
+@pytest.mark.parametrize("payload, lang, message", [
+    ({"garments": "G"}, "en", "Field 'garments' must be a list."),
+    ({"garments": "G"}, "es", "El campo 'garments' debe ser una lista."),
+    ({"garments": ["G"], "numImages": "two"}, "en", "Field 'numImages' must be a whole number."),
+    ({"garments": ["G"], "descriptions": [7]}, "es", "El campo 'descriptions.0' debe ser texto."),
+    ({"userImage": None, "garments": ["G"]}, "en", "Field 'userImage' must be text."),
+], ids=["list-en", "list-es", "whole-number", "text-es", "null-person"])
+def test_a_field_of_the_wrong_type_is_named_in_plain_words(http, payload, lang, message):
+    response = http.post("/api/images/generate", json={"apiKey": KEY, "userImage": "x", **payload}, headers={"accept-language": lang})
+    assert response.status_code == 400 and response.json() == {"success": False, "error": message, "code": "bad_field"}
+
+
+def test_a_missing_field_is_named_in_either_language(http):
+    english = http.post("/api/images/generate", json={"apiKey": KEY, "garments": ["x"]})
+    spanish = http.post("/api/images/generate", json={"apiKey": KEY, "garments": ["x"]}, headers={"accept-language": "es"})
+    assert english.json()["error"] == "Field 'userImage' must be present."
+    assert spanish.json()["error"] == "El campo 'userImage' es obligatorio."
+
+
 def test_invalid_json_is_a_400(http):
     response = http.post("/api/images/generate", content=b"{not json", headers={"content-type": "application/json"})
     assert response.status_code == 400 and response.json()["code"] == "bad_json"

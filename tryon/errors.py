@@ -166,9 +166,9 @@ MESSAGES: dict[str, dict[str, str]] = {
         "en": "The request body is not valid JSON: {reason}",
         "es": "El cuerpo de la petición no es JSON válido: {reason}",
     },
-    "bad_field": {
+    "bad_field": {  # {expected} is a per-language phrase (rest.EXPECTED); the Spanish one carries its verb
         "en": "Field '{name}' must be {expected}.",
-        "es": "El campo '{name}' debe ser {expected}.",
+        "es": "El campo '{name}' {expected}.",
     },
     "job_not_found": {
         "en": "Job not found: it never existed, was mistyped, or expired.",
@@ -239,7 +239,9 @@ class TryOnError(Exception):
 
     def message(self, lang: str = "en") -> str:
         lang = lang if lang in LANGUAGES else "en"
-        text = MESSAGES[self.code][lang].format(**self.params)
+        # A parameter given per language ({"en": ..., "es": ...}) is read in the message's language.
+        params = {k: v.get(lang, v.get("en")) if isinstance(v, dict) else v for k, v in self.params.items()}
+        text = MESSAGES[self.code][lang].format(**params)
         return f"{field_label(self.field, lang)}: {text}" if self.field else text
 
     def for_field(self, field: str) -> "TryOnError":

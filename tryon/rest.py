@@ -135,16 +135,32 @@ async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:
     return error_response(error, request)
 
 
+# pydantic's error type -> what the field must be, in words a client's user can read.
+EXPECTED = {
+    "missing": {"en": "present", "es": "es obligatorio"},
+    "list_type": {"en": "a list", "es": "debe ser una lista"},
+    "string_type": {"en": "text", "es": "debe ser texto"},
+    "int_type": {"en": "a whole number", "es": "debe ser un número entero"},
+    "int_parsing": {"en": "a whole number", "es": "debe ser un número entero"},
+    "int_from_float": {"en": "a whole number", "es": "debe ser un número entero"},
+    "bool_type": {"en": "true or false", "es": "debe ser true o false"},
+    "bool_parsing": {"en": "true or false", "es": "debe ser true o false"},
+    "dict_type": {"en": "a JSON object", "es": "debe ser un objeto JSON"},
+    "model_type": {"en": "a JSON object", "es": "debe ser un objeto JSON"},
+    "model_attributes_type": {"en": "a JSON object", "es": "debe ser un objeto JSON"},
+}
+
+
 async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
     """FastAPI's 422 for a malformed body, in the seed's error shape and as a 400."""
     first = exc.errors()[0] if exc.errors() else {}
     location = [str(p) for p in first.get("loc", []) if p != "body"]
     if first.get("type") == "json_invalid":
         error = InvalidRequest("bad_json", reason=first.get("msg", "")[:120])
-    elif first.get("type") == "missing":
-        error = InvalidRequest("bad_field", name=".".join(location) or "body", expected="present")
     else:
-        error = InvalidRequest("bad_field", name=".".join(location) or "body", expected=first.get("msg", "valid")[:120].lower())
+        detail = first.get("msg", "")[:120]
+        expected = EXPECTED.get(first.get("type"), {"en": f"valid ({detail})", "es": f"no es válido ({detail})"})
+        error = InvalidRequest("bad_field", name=".".join(location) or "body", expected=expected)
     return error_response(error, request)
 
 
