@@ -75,6 +75,18 @@ def test_bad_outfit_values_get_their_own_error(kwargs, code):
     assert caught.value.code == code
 
 
+@pytest.mark.parametrize("kwargs, spanish", [
+    ({"order": "garment_2,garment_2"}, "El orden de capas no es válido: una prenda aparece dos veces."),
+    ({"order": "shoes"}, "El orden de capas no es válido: 'shoes' no es una casilla de prenda (garment_1 a garment_4)."),
+    ({"categories": ["top"] * 5}, "Valor no válido para categories: usa como máximo 4 valores, uno por casilla de prenda."),
+    ({"resolution": "9K"}, "Valor no válido para resolución: usa 1K, 2K, 4K."),
+])
+def test_outfit_errors_are_wholly_spanish_for_a_spanish_browser(kwargs, spanish):
+    with pytest.raises(InvalidRequest) as caught:
+        Outfit.parse(**kwargs)
+    assert caught.value.message("es") == spanish
+
+
 def test_the_slider_s_float_counts_as_a_whole_number():
     assert Outfit.parse(num_images=3.0).num_images == 3 and Outfit.parse(num_images="2").num_images == 2
 

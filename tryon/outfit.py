@@ -76,7 +76,7 @@ class Outfit:
             order = [part for part in order.replace(">", ",").split(",") if part.strip()]
         fields = tuple(_field_name(item) for item in (order or []))
         if len(set(fields)) != len(fields):
-            raise InvalidRequest("bad_order", detail="a garment is named twice")
+            raise InvalidRequest("bad_order", detail={"en": "a garment is named twice", "es": "una prenda aparece dos veces"})
         try:  # the slider sends 3.0; 2.5 is not a number of pictures
             count = float(num_images if num_images not in (None, "") else 1)
             variants = int(count) if count.is_integer() else 0
@@ -86,10 +86,10 @@ class Outfit:
             raise InvalidRequest("bad_variants", limit=MAX_VARIANTS)
         ratio = str(aspect_ratio or "same").strip().lower()
         if ratio not in ASPECT_RATIOS:
-            raise InvalidRequest("bad_option", option="aspect ratio", choices=", ".join(ASPECT_RATIOS))
+            raise InvalidRequest("bad_option", option={"en": "aspect ratio", "es": "relación de aspecto"}, choices=", ".join(ASPECT_RATIOS))
         size = str(resolution or "1K").strip().upper()
         if size not in RESOLUTIONS:
-            raise InvalidRequest("bad_option", option="resolution", choices=", ".join(RESOLUTIONS))
+            raise InvalidRequest("bad_option", option={"en": "resolution", "es": "resolución"}, choices=", ".join(RESOLUTIONS))
         return cls(cats, descs, fields, variants, ratio, size)
 
     def specs(self, fields: Sequence[str]) -> list[GarmentSpec]:
@@ -98,7 +98,8 @@ class Outfit:
         if self.order:
             unknown = [f for f in self.order if f not in fields]
             if unknown:
-                raise InvalidRequest("bad_order", detail=f"{', '.join(unknown)} has no photo")
+                raise InvalidRequest("bad_order", detail={"en": f"{', '.join(unknown)} has no photo",
+                                                          "es": f"{', '.join(unknown)} no tiene foto"})
             position = {f: n for n, f in enumerate(self.order)}
             # Garments the user left out of the order keep the automatic rule, after the named ones.
             return sorted(specs, key=lambda s: (position.get(s.field, len(position)), LAYER[s.category], s.slot))
@@ -126,7 +127,9 @@ def _field_name(item: Any) -> str:
     if text.isdigit():
         text = f"garment_{text}"
     if text not in {f"garment_{n}" for n in range(1, 5)}:
-        raise InvalidRequest("bad_order", detail=f"{str(item)[:30]!r} is not a garment slot (garment_1 to garment_4)")
+        raise InvalidRequest("bad_order", detail={
+            "en": f"{str(item)[:30]!r} is not a garment slot (garment_1 to garment_4)",
+            "es": f"{str(item)[:30]!r} no es una casilla de prenda (garment_1 a garment_4)"})
     return text
 
 
@@ -138,8 +141,10 @@ def _by_field(values: Sequence[Any] | dict | None, what: str) -> dict[str, str]:
         return {_field_name(k): str(v).strip().lower() if what == "categories" else str(v)
                 for k, v in values.items() if v not in (None, "")}
     if isinstance(values, str) or not isinstance(values, (list, tuple)):
-        raise InvalidRequest("bad_option", option=what, choices="a list with one entry per garment slot")
+        raise InvalidRequest("bad_option", option=what, choices={"en": "a list with one entry per garment slot",
+                                                                  "es": "una lista con un valor por casilla de prenda"})
     if len(values) > 4:
-        raise InvalidRequest("bad_option", option=what, choices="at most 4 entries, one per garment slot")
+        raise InvalidRequest("bad_option", option=what, choices={"en": "at most 4 entries, one per garment slot",
+                                                                  "es": "como máximo 4 valores, uno por casilla de prenda"})
     return {f"garment_{n}": (str(v).strip().lower() if what == "categories" else str(v))
             for n, v in enumerate(values, start=1) if v not in (None, "")}
