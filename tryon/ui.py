@@ -24,14 +24,15 @@ from .errors import InvalidImage, TryOnError, field_label, pick_language
 from .outfit import ASPECT_RATIOS, CATEGORIES, MAX_VARIANTS, RESOLUTIONS, Outfit
 from .service import TryOnService
 from .session_files import session_from_cookies
-from .ui_text import I18N, say
+from .ui_text import I18N, category_word, say
 
 log = logging.getLogger(__name__)
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
-CATEGORY_CHOICES = [(name.capitalize(), name) for name in CATEGORIES]
-ASPECT_CHOICES = [("Same as the person photo", "same")] + [(ratio, ratio) for ratio in ASPECT_RATIOS if ratio != "same"]
 GARMENT_SLOTS = 4
+CATEGORY_CHOICES = [(I18N(f"category_choice_{name}"), name) for name in CATEGORIES]
+ASPECT_CHOICES = [(I18N("aspect_same"), "same")] + [(ratio, ratio) for ratio in ASPECT_RATIOS if ratio != "same"]
+ORDER_CHOICES = [(I18N(f"garment_{n}"), f"garment_{n}") for n in range(1, GARMENT_SLOTS + 1)]
 WATCH_INTERVAL_S = 0.5  # how often the page re-reads a job's status
 WATCH_LIMIT_S = 600  # after this the page stops watching (the job goes on; check it by id)
 
@@ -143,7 +144,7 @@ def timing_rows(timings: dict[str, Any], lang: str = "en") -> list[list[Any]]:
         n += 1
     order = timings.get("order") or []
     if order:
-        rows.append([say("row_order", lang), None, " → ".join(f"{field_label(o['field'], lang)} ({o['category']})" for o in order)])
+        rows.append([say("row_order", lang), None, " → ".join(f"{field_label(o['field'], lang)} ({category_word(o['category'], lang)})" for o in order)])
     for n, prompt in enumerate(timings.get("prompts") or [], start=1):
         rows.append([say("row_prompt", lang, n=n), None, prompt])
     rows += [
@@ -428,7 +429,7 @@ class Handlers:
             specs = Outfit.parse(categories, descriptions, order).specs(fields)
         except TryOnError as error:
             return error.message(lang)
-        steps = [f"{n}. {field_label(s.field, lang)} ({s.description + ', ' if s.description else ''}{s.category})"
+        steps = [f"{n}. {field_label(s.field, lang)} ({s.description + ', ' if s.description else ''}{category_word(s.category, lang)})"
                  for n, s in enumerate(specs, start=1)]
         return say("order_line", lang, how=say("order_custom" if order else "order_auto", lang)) + " " + " → ".join(steps)
 
@@ -503,7 +504,7 @@ def build_demo(service: TryOnService, redis_description: str | None = None) -> g
                                         garment_slot(slot, 200)
                         order_view = gr.Markdown(I18N("order_empty"), elem_id="layer-order")
                         with gr.Accordion(I18N("options"), open=False, elem_id="options"):
-                            order = gr.Dropdown([(f"Garment {n}", f"garment_{n}") for n in range(1, GARMENT_SLOTS + 1)], value=[],
+                            order = gr.Dropdown(ORDER_CHOICES, value=[],
                                                 multiselect=True, allow_custom_value=True, label=I18N("custom_order"),
                                                 info=I18N("custom_order_info"), elem_id="order")
                             num_images = ResultCount(1, MAX_VARIANTS, value=1, step=1, label=I18N("num_images"), elem_id="num-images")
@@ -550,6 +551,10 @@ def build_demo(service: TryOnService, redis_description: str | None = None) -> g
                     gallery = gr.Examples(rows, inputs=[person, *garments, *categories], label=I18N("examples"), cache_examples=False)
                     # gradio's i18n does not reach Dataset headers: drop them (the pictures speak for themselves).
                     gallery.dataset.headers = []
+                    # Nor does it reach a Dropdown's choice labels in an example row: show plain words there.
+                    for component, props in zip(gallery.dataset._components, gallery.dataset.component_props):
+                        if isinstance(component, gr.Dropdown):
+                            props["choices"] = [(name.capitalize(), name) for name in CATEGORIES]
             with gr.Tab(I18N("tab_metrics"), id="metrics", elem_id="metrics-tab") as metrics_tab:
                 refresh = gr.Button(I18N("refresh"), size="sm", elem_id="metrics-refresh")
                 metrics_summary = gr.Markdown(elem_id="metrics-summary")

@@ -80,6 +80,7 @@ STRINGS: dict[str, dict[str, str]] = {
         "custom_order_info": "Pick garments in the order they go on; leave empty for the automatic order by category.",
         "num_images": "Number of results",
         "aspect_ratio": "Aspect ratio",
+        "aspect_same": "Same as the person photo",
         "resolution": "Resolution",
         "resolution_info": "FAL's model honours it; others use their own size.",
         "variants": "Results: click one to choose it",
@@ -172,6 +173,7 @@ STRINGS: dict[str, dict[str, str]] = {
         "custom_order_info": "Elige las prendas en el orden en que se ponen; vacío: orden automático por categoría.",
         "num_images": "Número de resultados",
         "aspect_ratio": "Proporción",
+        "aspect_same": "Igual que la foto de la persona",
         "resolution": "Resolución",
         "resolution_info": "El modelo de FAL la respeta; los demás usan su propio tamaño.",
         "variants": "Resultados: pulsa uno para elegirlo",
@@ -196,7 +198,24 @@ STRINGS: dict[str, dict[str, str]] = {
     },
 }
 
+# Garment categories: lower case inside sentences ("Garment 2 (bottom)"), capitalized as menu choices.
+CATEGORY_WORDS = {
+    "en": {"auto": "auto", "top": "top", "bottom": "bottom", "dress": "dress", "outerwear": "outerwear",
+           "shoes": "shoes", "accessory": "accessory"},
+    "es": {"auto": "auto", "top": "parte de arriba", "bottom": "parte de abajo", "dress": "vestido",
+           "outerwear": "prenda exterior", "shoes": "calzado", "accessory": "accesorio"},
+}
+for _lang, _words in CATEGORY_WORDS.items():
+    for _name, _word in _words.items():
+        STRINGS[_lang][f"category_{_name}"] = _word
+        STRINGS[_lang][f"category_choice_{_name}"] = _word[0].upper() + _word[1:]
+
 I18N = gr.I18n(**STRINGS)
+
+
+def category_word(category: str, lang: str = "en") -> str:
+    """A garment category as a word of the user's language ("bottom" -> "parte de abajo")."""
+    return CATEGORY_WORDS.get(lang, CATEGORY_WORDS["en"]).get(category, category)
 
 
 def say(key: str, lang: str = "en", **params) -> str:

@@ -82,3 +82,18 @@ def test_the_history_survives_a_reload_restores_a_look_and_is_not_shared(page_in
     other = page_in()
     other.wait_for_timeout(1500)
     assert other.locator("#history .thumbnail-item").count() == 0
+
+
+def test_a_spanish_browser_gets_the_outfit_controls_in_spanish(page_in):
+    page = page_in("es-ES")
+    run_example(page)  # jacket, jeans, T-shirt
+    text = wait_for_text(page, "#layer-order", "automático por categoría", "Prenda 2 (parte de abajo)",
+                         "Prenda 3 (parte de arriba)", "Prenda 1 (prenda exterior)")
+    assert text.index("parte de abajo") < text.index("parte de arriba") < text.index("prenda exterior")
+    assert page.locator("#category_1 input").input_value() == "Prenda exterior"
+    page.locator("#options").get_by_text("Orden de capas y resultados").click()
+    assert page.locator("#aspect-ratio input").input_value() == "Igual que la foto de la persona"
+    page.locator("#order input").click()
+    page.get_by_role("option", name="Prenda 3").wait_for(timeout=5_000)
+    # No choice label, in the controls or the example rows, leaks gradio's untranslated i18n marker.
+    assert "__i18n__" not in page.inner_text("body")
