@@ -486,22 +486,23 @@ def build_demo(service: TryOnService, redis_description: str | None = None) -> g
                         person = PhotoInput(label=I18N("person"), sources=["upload", "webcam", "clipboard"], height=360, elem_id="person")
                         garments, categories, descriptions = [], [], []
 
-                        def garment_slot(slot: int, height: int) -> None:
+                        def garment_slot(slot: int, height: int, side_by_side: bool) -> None:
                             garments.append(PhotoInput(label=I18N(f"garment_{slot}"), sources=["upload", "clipboard"], height=height,
                                                        elem_id=f"garment_{slot}"))
-                            with gr.Row():
+                            # In the narrow slots 2-4 a row would squeeze the category to "Outerwe…": stack them.
+                            with gr.Row() if side_by_side else gr.Group():
                                 # allow_custom_value: an unknown value reaches Outfit.parse, whose error names the garment.
                                 categories.append(gr.Dropdown(CATEGORY_CHOICES, value="auto", label=I18N("category"), min_width=120,
                                                               allow_custom_value=True, elem_id=f"category_{slot}"))
                                 descriptions.append(gr.Textbox(label=I18N("description"), placeholder=I18N("description_hint"),
                                                                max_length=120, min_width=160, elem_id=f"description_{slot}"))
 
-                        garment_slot(1, 240)
+                        garment_slot(1, 240, side_by_side=True)
                         with gr.Accordion(I18N("more_garments"), open=False, elem_id="more-garments"):
                             with gr.Row():
                                 for slot in range(2, GARMENT_SLOTS + 1):
                                     with gr.Column(min_width=200):
-                                        garment_slot(slot, 200)
+                                        garment_slot(slot, 200, side_by_side=False)
                         order_view = gr.Markdown(I18N("order_empty"), elem_id="layer-order")
                         with gr.Accordion(I18N("options"), open=False, elem_id="options"):
                             order = gr.Dropdown(ORDER_CHOICES, value=[],

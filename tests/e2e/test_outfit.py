@@ -20,6 +20,16 @@ def run_example(page, index: int = 0) -> None:
     page.locator("#person img").wait_for(timeout=10_000)
 
 
+def set_results(page, count: int) -> None:
+    page.locator("#options").get_by_text("Layering order and results").click()
+    number = page.locator("#num-images input[type=number]")
+    number.fill(str(count))
+    number.press("Enter")
+    number.blur()
+    # The slider commits the typed number on its own schedule: wait until it shows it.
+    page.wait_for_function(f"document.querySelector('#num-images input[type=range]').value === '{count}'", timeout=10_000)
+
+
 def test_an_example_outfit_shows_its_layering_order_and_the_prompt_follows_it(page_in, snap):
     page = page_in()
     run_example(page)  # jacket in slot 1, jeans in slot 2, T-shirt in slot 3
@@ -41,13 +51,7 @@ def test_an_example_outfit_shows_its_layering_order_and_the_prompt_follows_it(pa
 def test_three_variants_come_back_and_the_chosen_one_is_the_result(page_in, snap):
     page = page_in()
     run_example(page, 1)
-    page.locator("#options").get_by_text("Layering order and results").click()
-    number = page.locator("#num-images input[type=number]")
-    number.fill("3")
-    number.press("Enter")
-    number.blur()
-    # The slider commits the typed number on its own schedule: wait until it shows 3.
-    page.wait_for_function("document.querySelector('#num-images input[type=range]').value === '3'", timeout=10_000)
+    set_results(page, 3)
     page.locator("#try-on").click()
     thumbnails = page.locator("#variants .thumbnail-item")
     page.wait_for_function("document.querySelectorAll('#variants .thumbnail-item').length === 3", timeout=30_000)
@@ -62,7 +66,8 @@ def test_three_variants_come_back_and_the_chosen_one_is_the_result(page_in, snap
 
 def test_the_history_survives_a_reload_restores_a_look_and_is_not_shared(page_in, browser, app_server, snap):
     page = page_in()
-    run_example(page, 3)
+    run_example(page, 1)  # T-shirt (top) and jacket (outerwear)
+    set_results(page, 2)
     page.locator("#try-on").click()
     page.wait_for_function("document.querySelectorAll('#history .thumbnail-item').length >= 1", timeout=30_000)
     page.reload()
@@ -74,6 +79,13 @@ def test_the_history_survives_a_reload_restores_a_look_and_is_not_shared(page_in
     page.locator("#garment_1 img").wait_for(timeout=15_000)
     page.locator("#result img").wait_for(timeout=15_000)
     page.locator("#timings").get_by_text("Provider call 1").wait_for(timeout=15_000)
+    # The settings come back with the pictures: categories, number of results, both results.
+    wait_for_text(page, "#layer-order", "Garment 1 (top)", "Garment 2 (outerwear)")
+    page.locator("#more-garments").get_by_text("More garments").click()
+    assert page.locator("#category_2 input").input_value() == "Outerwear"
+    page.locator("#options").get_by_text("Layering order and results").click()
+    assert page.locator("#num-images input[type=number]").input_value() == "2"
+    page.wait_for_function("document.querySelectorAll('#variants .thumbnail-item').length === 2", timeout=10_000)
     snap(page, "restored")
     # "Try again" re-runs the restored look: a second look joins the history.
     page.locator("#try-again").click()
