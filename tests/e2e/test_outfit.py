@@ -22,12 +22,12 @@ def run_example(page, index: int = 0) -> None:
 
 def set_results(page, count: int) -> None:
     page.locator("#options").get_by_text("Layering order and results").click()
-    number = page.locator("#num-images input[type=number]")
-    number.fill(str(count))
-    number.press("Enter")
-    number.blur()
-    # The slider commits the typed number on its own schedule: wait until it shows it.
-    page.wait_for_function(f"document.querySelector('#num-images input[type=range]').value === '{count}'", timeout=10_000)
+    # As a keyboard user does it: the slider's arrow keys (typing in its number box raced the accordion opening).
+    slider = page.locator("#num-images input[type=range]")
+    slider.focus()
+    for _ in range(count - 1):
+        slider.press("ArrowRight")
+    page.wait_for_function(f"document.querySelector('#num-images input[type=number]').value === '{count}'", timeout=10_000)
 
 
 def test_an_example_outfit_shows_its_layering_order_and_the_prompt_follows_it(page_in, snap):
