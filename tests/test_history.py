@@ -79,3 +79,4 @@ def test_folders_older_than_the_ttl_are_removed(history, photo):
     os.utime(folder, (past, past))
     add(history, "w" * 24, photo)  # any later look sweeps expired folders
     assert not os.path.exists(folder)
+    assert not os.path.exists(os.path.dirname(folder))  # and the session's folder, now empty

@@ -89,6 +89,11 @@ class LookHistory:
         """Delete look folders older than the TTL (their records have expired with it)."""
         cutoff = time.time() - self.ttl_s
         for session_dir in self.root.iterdir():
-            for look_dir in session_dir.iterdir() if session_dir.is_dir() else []:
-                if look_dir.stat().st_mtime < cutoff:
-                    shutil.rmtree(look_dir, ignore_errors=True)
+            try:  # another request may be sweeping or adding at the same moment
+                for look_dir in session_dir.iterdir() if session_dir.is_dir() else []:
+                    if look_dir.stat().st_mtime < cutoff:
+                        shutil.rmtree(look_dir, ignore_errors=True)
+                if session_dir.is_dir() and not any(session_dir.iterdir()):
+                    session_dir.rmdir()  # a session whose looks have all expired
+            except OSError:
+                continue
