@@ -90,26 +90,21 @@ def language(request: gr.Request | None) -> str:
 
 
 def gallery_paths(value) -> list[str]:
-    """File paths from a gallery's value ([(path, caption)], [{"image": {"path"}}], [path], or PIL images)."""
+    """File paths from a type="filepath" gallery's value ([(path, caption)], [{"image": {"path"}}] or [path])."""
     paths = []
     for item in value or []:
         if isinstance(item, (tuple, list)):
             item = item[0]
         if isinstance(item, dict):
             item = (item.get("image") or {}).get("path") or item.get("path")
-        if isinstance(item, Image.Image):
-            item = save_temp_png(item)
         if item:
             paths.append(str(item))
     return paths
 
 
-def save_temp_png(picture: Image.Image) -> str:
-    import tempfile
-
-    with tempfile.NamedTemporaryFile(suffix=".png", delete=False) as handle:
-        picture.save(handle, "PNG")
-    return handle.name
+def session_of(request: gr.Request | None) -> str | None:
+    """The browser session (tryon's cookie) a request belongs to; None for a client without one."""
+    return session_from_cookies((getattr(request, "headers", None) or {}).get("cookie"))
 
 
 def before_after(person, result: str):
@@ -436,7 +431,7 @@ class Handlers:
     def remember(self, person, g1, g2, g3, g4, c1, c2, c3, c4, d1, d2, d3, d4, order, num_images, aspect_ratio, resolution,
                  variants, timings, request: gr.Request = None):
         """Keep a finished look in this browser session's history; returns the history gallery."""
-        session = session_from_cookies(getattr(request, "headers", {}).get("cookie"))
+        session = session_of(request)
         garments, categories, descriptions = (g1, g2, g3, g4), (c1, c2, c3, c4), (d1, d2, d3, d4)
         pictures = gallery_paths(variants)
         if self.service.history is None or not session or not pictures or not timings:
@@ -449,7 +444,7 @@ class Handlers:
 
     def history_view(self, request: gr.Request = None):
         """The session's looks as a gallery, newest first (empty without a session or Redis)."""
-        session = session_from_cookies(getattr(request, "headers", {}).get("cookie"))
+        session = session_of(request)
         looks = self.service.history.looks(session) if self.service.history is not None else []
         lang = language(request)
         return [(look["results"][0], say("look_caption", lang, garments=look["timings"].get("garments", "?"),
@@ -458,7 +453,7 @@ class Handlers:
 
     def restore(self, selected: gr.SelectData, request: gr.Request = None):
         """A look clicked in the history: its inputs, settings, results and timings come back."""
-        session = session_from_cookies(getattr(request, "headers", {}).get("cookie"))
+        session = session_of(request)
         looks = self.service.history.looks(session) if self.service.history is not None else []
         index = selected.index if isinstance(selected.index, int) else (selected.index or [0])[0]
         if index is None or index >= len(looks):
