@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
+PlaywrightTimeout = pytest.importorskip("playwright.sync_api").TimeoutError
 
 
 def wait_for_text(page, selector: str, *parts: str, timeout: int = 10_000) -> str:
@@ -22,12 +23,19 @@ def run_example(page, index: int = 0) -> None:
 
 def set_results(page, count: int) -> None:
     page.locator("#options").get_by_text("Layering order and results").click()
-    # As a keyboard user does it: the slider's arrow keys (typing in its number box raced the accordion opening).
     slider = page.locator("#num-images input[type=range]")
-    slider.focus()
-    for _ in range(count - 1):
-        slider.press("ArrowRight")
-    page.wait_for_function(f"document.querySelector('#num-images input[type=number]').value === '{count}'", timeout=10_000)
+    slider.wait_for(state="visible")
+    # Under a loaded machine the first setting was sometimes lost while the accordion was still
+    # opening (number box and arrow keys alike); set it again until the slider holds it.
+    shown = f"document.querySelector('#num-images input[type=number]').value === '{count}'"
+    for _ in range(5):
+        slider.fill(str(count))
+        try:
+            page.wait_for_function(shown, timeout=2_000)
+            return
+        except PlaywrightTimeout:
+            continue
+    raise AssertionError(f"the number-of-results slider would not hold {count}")
 
 
 def test_an_example_outfit_shows_its_layering_order_and_the_prompt_follows_it(page_in, snap):
