@@ -110,6 +110,18 @@ def test_replicate_makes_one_prediction_per_variant(replicate_server, tmp_path, 
     assert len(result.variants) == 3 and len(set(result.variants)) == 3 and result.timings["variants"] == 3
 
 
+def test_replicate_cancels_the_other_variants_when_one_fails(replicate_server, tmp_path, person_png, garment_pngs):
+    from tryon.outfit import Outfit
+
+    replicate_server.behaviour.fail_with = "NSFW content detected"
+    with pytest.raises(ProviderError) as caught:
+        make_service(replicate_server, tmp_path).try_on_sync(person_png, garment_pngs[:1], outfit=Outfit.parse(num_images=3))
+    assert caught.value.code == "provider_rejected_input"
+    assert len(replicate_server.predictions) == 3
+    # The first failed: the other two would be paid for and never shown, so they are cancelled.
+    assert len(replicate_server.cancels) == 2
+
+
 def test_runpod_asks_its_endpoint_for_the_variants(runpod_server, tmp_path, person_png, garment_pngs):
     from tryon.outfit import Outfit
 

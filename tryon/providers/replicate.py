@@ -130,25 +130,32 @@ class ReplicateProvider:
         ids = prediction_ids.split("+")
         for n, prediction_id in enumerate(ids):
             try:
-                prediction = self._wait(prediction_id, deadline, timeout_s, on_poll)
+                urls.append(self._result_url(prediction_id, deadline, timeout_s, on_poll))
             except ProviderError:
-                for other in ids[n + 1:]:
+                for other in ids[n + 1:]:  # one result failed: the rest would be paid for and never shown
                     self._cancel(other)
                 raise
-            except Exception as error:
-                raise self._map_error(error) from None
-            if prediction.status == "failed":
-                raise ProviderError("provider_rejected_input", detail=self._redact(str(prediction.error or "prediction failed"))[:300])
-            if prediction.status == "canceled":
-                raise ProviderError("provider_failed", reason="the prediction was cancelled at Replicate")
-            url = first_image_url(prediction.output)
-            if not url:
-                raise ProviderError("no_image_returned")
-            urls.append(url)
         return EditResult(ref=urls[0], duration_ms=(time.perf_counter() - started) * 1000, request_id=prediction_ids,
                           variants=tuple(urls))
 
     # -- helpers --------------------------------------------------------------------------
+
+    def _result_url(self, prediction_id: str, deadline: float, timeout_s: float, on_poll) -> str:
+        """Wait for one prediction; its image URL, or the ProviderError saying why there is none."""
+        try:
+            prediction = self._wait(prediction_id, deadline, timeout_s, on_poll)
+        except ProviderError:
+            raise
+        except Exception as error:
+            raise self._map_error(error) from None
+        if prediction.status == "failed":
+            raise ProviderError("provider_rejected_input", detail=self._redact(str(prediction.error or "prediction failed"))[:300])
+        if prediction.status == "canceled":
+            raise ProviderError("provider_failed", reason="the prediction was cancelled at Replicate")
+        url = first_image_url(prediction.output)
+        if not url:
+            raise ProviderError("no_image_returned")
+        return url
 
     def _wait(self, prediction_id: str, deadline: float, timeout_s: float, on_poll=None):
         failed_polls = 0
