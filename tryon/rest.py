@@ -180,10 +180,8 @@ def build_router(service: TryOnService, settings: Settings) -> APIRouter:
         if needs_key and settings.api_keys and not key_is_valid(api_key, settings.api_keys):
             raise InvalidRequest("bad_api_key", http_status=401)
 
-    def result_image(result) -> str:
-        return result.image_url or "data:image/jpeg;base64," + base64.b64encode(result.image).decode()
-
     def result_images(result) -> list[str]:
+        """Every result as the seed's resultImage was: the provider's URL, or the picture inlined."""
         if result.variant_urls:
             return list(result.variant_urls)
         return ["data:image/jpeg;base64," + base64.b64encode(image).decode() for image in result.variants or [result.image]]
@@ -201,10 +199,11 @@ def build_router(service: TryOnService, settings: Settings) -> APIRouter:
                 generating.release()
         except TryOnError as error:
             return error_response(error, request)
+        images = result_images(result)  # encoded once: resultImage is the first of them
         return {
             "success": True,
-            "resultImage": result_image(result),
-            "resultImages": result_images(result),
+            "resultImage": images[0],
+            "resultImages": images,
             "metadata": {
                 "generatedAt": datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z"),
                 "inputsCount": {"garments": result.timings["garments"]},
