@@ -49,6 +49,11 @@ def looks_dir(settings: Settings) -> Path:
     return settings.data_dir / "looks"
 
 
+def private_dirs(settings: Settings) -> list[str]:
+    """The app's folders under TRYON_DATA_DIR that gradio's file route must never serve by path."""
+    return [str(looks_dir(settings)), str(settings.data_dir / "redis"), str(settings.data_dir / "preview")]
+
+
 def create_service(settings: Settings):
     """(service, runtime): the shared service with its Redis, job queue, metrics and workers."""
     prepare_data_dir(settings)
@@ -96,9 +101,11 @@ def create_app(settings: Settings):
     api.add_exception_handler(RequestValidationError, validation_error)
     api.add_exception_handler(Exception, unexpected_error)
     api.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
-    # Uploads and results in gradio's cache are served only to the session they were handed to.
-    api.add_middleware(SessionFiles, cache_roots=[gr_utils.get_upload_folder(), str(gr_utils.get_cache_folder()),
-                                                  str(looks_dir(settings))])
+    demo = build_demo(service, redis_description=runtime.redis.description)
+    # Uploads and results in gradio's cache are served only to the session they were handed to;
+    # the app's own folders (history, embedded Redis) are under the same gate and never handed out.
+    api.add_middleware(SessionFiles, owners=demo.file_gate.owners,
+                       cache_roots=[gr_utils.get_upload_folder(), str(gr_utils.get_cache_folder()), *private_dirs(settings)])
     api.include_router(build_router(service, settings))
 
     @api.get("/metrics", response_class=PlainTextResponse, include_in_schema=False)
@@ -110,14 +117,17 @@ def create_app(settings: Settings):
                 return PlainTextResponse("missing or invalid API key\n", status_code=401)
         return service.metrics.prometheus()
 
-    demo = build_demo(service, redis_description=runtime.redis.description)
     demo.queue(max_size=settings.queue_size, default_concurrency_limit=settings.concurrency)
     gr.mount_gradio_app(
         api, demo, path="/", auth=gradio_auth(settings), max_file_size=settings.max_upload_bytes,
-        mcp_server=settings.mcp, allowed_paths=[str(looks_dir(settings))],
+        mcp_server=settings.mcp,
+        # allowed_paths: the history's pictures may be returned by handlers (gradio copies them into
+        # its cache); blocked_paths: the embedded Redis (socket, append-only file) never leaves.
+        allowed_paths=[str(looks_dir(settings))], blocked_paths=[str(settings.data_dir / "redis")],
         auth_message="Log in with your user name and password, or any user name and an API key.",
         **launch_options(),
     )
+    demo.file_gate.publish(demo.config)  # the examples' pictures: the same for every visitor
     return api, runtime
 
 

@@ -40,13 +40,13 @@ def test_the_corpus_is_large_enough():
 def test_ui_function(name, corpus_dir, service, asset_paths):
     case = CASES[name]
     handlers = Handlers(service)
-    person = asset_paths["person_illustration"]
+    person = Path(asset_paths["person_illustration"])  # handlers get Paths from PhotoInput
     if case.code is None:
-        image, timings = handlers.try_on(person, str(corpus_dir / f"{name}.jpg"), None, None, None, None)
+        image, timings = handlers.try_on(person, corpus_dir / f"{name}.jpg", None, None, None, None)
         assert timings["garments"] == 1
     else:
         with pytest.raises(Exception) as caught:
-            handlers.try_on(person, str(corpus_dir / f"{name}.jpg"), None, None, None, None)
+            handlers.try_on(person, corpus_dir / f"{name}.jpg", None, None, None, None)
         assert str(caught.value.message).startswith("Garment 1: " + english(case.code))
 
 

@@ -144,13 +144,28 @@ def test_pil_image_and_file_paths_and_data_urls_are_accepted(tmp_path):
     data_url = "data:image/png;base64," + base64.b64encode(source).decode()
     digests = {
         load_image(source, LIMITS).digest,
-        load_image(path, LIMITS).digest,
-        load_image(str(path), LIMITS).digest,
+        load_image(path, LIMITS).digest,  # a Path: only gradio's checked inputs are one
         load_image(data_url, LIMITS).digest,
         load_image(base64.b64encode(source).decode(), LIMITS).digest,
         load_image(photo(), LIMITS).digest,
     }
     assert len(digests) == 1
+
+
+def test_text_is_never_opened_as_a_path_and_does_not_tell_whether_a_file_exists(tmp_path):
+    def answer(text):
+        with pytest.raises(InvalidImage) as refused:
+            load_image(text, LIMITS)
+        return refused.value.code, refused.value.message()
+
+    for name in ["person.png", "my photo.png", "abcd/efgh.png"]:
+        path = tmp_path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(encode(photo(), "PNG"))  # a real image: read as a file, it would be accepted
+        while_present = answer(str(path))
+        path.unlink()
+        assert answer(str(path)) == while_present
+    assert answer("/etc/passwd")[0] in {"bad_base64", "not_an_image"}
 
 
 # --- each bad input gets its own message -------------------------------------------------

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import os
-import re
 
 import httpx
 import pytest
 from gradio_client import Client, handle_file
 
-from tryon.session_files import COOKIE, FileOwners, _PathScanner
+from tryon.session_files import COOKIE, FileOwners
 
 
 def session(app_url: str) -> httpx.Client:
@@ -27,16 +26,6 @@ def upload(client: httpx.Client, data: bytes, name: str = "person.png") -> str:
 
 
 # --- the parts, without a server --------------------------------------------------------------
-
-
-def test_a_path_split_across_chunks_is_still_found():
-    found = []
-    scanner = _PathScanner(re.compile(r"/tmp/gradio/[^\"'\\\s<>?#&]+"), found.append)
-    body = b'data: {"path": "/tmp/gradio/0123abcd/person.png", "url": "x"}\n\n' * 3
-    for start in range(0, len(body), 7):  # 7-byte chunks cut every path somewhere
-        scanner.feed(body[start:start + 7])
-    scanner.close()
-    assert set(found) == {"/tmp/gradio/0123abcd/person.png"}
 
 
 def test_owners_are_per_session_and_forgotten_after_their_lifetime(monkeypatch):

@@ -28,10 +28,10 @@ def files(tmp_path, person_png, garment_pngs):
     for name, data in [("person", person_png), ("g1", garment_pngs[0]), ("g2", garment_pngs[1]), ("text", b"hello")]:
         path = tmp_path / f"{name}.png"
         path.write_bytes(data)
-        paths[name] = str(path)
+        paths[name] = path  # as PhotoInput hands them over: a Path, never text
     truncated = tmp_path / "cut.png"
     truncated.write_bytes(person_png[: len(person_png) // 3])
-    paths["truncated"] = str(truncated)
+    paths["truncated"] = truncated
     return paths
 
 
@@ -90,7 +90,7 @@ def test_dropping_a_bad_file_clears_its_slot_and_a_good_one_is_kept(handlers, fi
 
 def test_present_fills_slider_table_and_status(handlers, files):
     image, timings = handlers.try_on(files["person"], files["g1"], files["g2"], None, None, request=request())
-    result_path = files["person"].replace("person", "result")
+    result_path = str(files["person"]).replace("person", "result")
     image.save(result_path)
     shown, slider, table, chart, status = handlers.present(files["person"], [(result_path, None)], timings, request("es"))
     assert shown == result_path and slider[0].size == slider[1].size
@@ -134,7 +134,7 @@ def test_photo_input_renders_as_a_stock_image_and_passes_paths_through(tmp_path)
     config = component.get_config()
     assert config["name"] == "image" and config["buttons"] == ["download", "share", "fullscreen"]
     payload = SimpleNamespace(url=None, path=str(tmp_path / "f.png"))
-    assert component.preprocess(payload) == str(tmp_path / "f.png")
+    assert component.preprocess(payload) == tmp_path / "f.png"  # a Path: the service opens only those
     assert component.preprocess(SimpleNamespace(url="data:image/png;base64,AAAA", path=None)) == "data:image/png;base64,AAAA"
 
 

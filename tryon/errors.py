@@ -66,6 +66,10 @@ MESSAGES: dict[str, dict[str, str]] = {
         "en": "Image URLs are not accepted here; upload the image file instead.",
         "es": "Aquí no se aceptan URLs de imágenes; sube el archivo de la imagen.",
     },
+    "file_not_yours": {
+        "en": "A file in this request was not uploaded in this browser session, or has expired. Upload the photo again.",
+        "es": "Un archivo de esta petición no se subió en esta sesión del navegador, o ha caducado. Vuelve a subir la foto.",
+    },
     "unsupported_input": {
         "en": "Unsupported image input of type {kind}.",
         "es": "Entrada de imagen no soportada de tipo {kind}.",

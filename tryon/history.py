@@ -39,14 +39,15 @@ class LookHistory:
     def key_of(session: str) -> str:
         return hashlib.sha256(session.encode()).hexdigest()[:32]
 
-    def add(self, session: str, inputs: dict[str, str | None], settings: dict[str, Any],
+    def add(self, session: str, inputs: dict[str, bytes | None], settings: dict[str, Any],
             results: list[Image.Image | str], timings: dict[str, Any]) -> dict[str, Any]:
-        """Keep one finished look; `inputs`: {"person": path, "garment_1": path, ...}."""
+        """Keep one finished look; `inputs`: {"person": jpeg, "garment_1": jpeg, ...}, the intake's
+        normalized copies (no metadata, GPS included), never the raw uploads."""
         key = self.key_of(session)
         look_id = uuid.uuid4().hex[:16]
         folder = self.root / key / look_id
         folder.mkdir(parents=True)
-        kept = {field: self._keep(source, folder / f"{field}.png") for field, source in inputs.items() if source}
+        kept = {field: self._keep(source, folder / f"{field}.jpg") for field, source in inputs.items() if source}
         pictures = [self._keep(picture, folder / f"result_{n}.png") for n, picture in enumerate(results, start=1)]
         look = {"id": look_id, "created_at": int(time.time() * 1000), "inputs": kept, "settings": settings,
                 "results": [p for p in pictures if p], "timings": timings}
@@ -71,10 +72,12 @@ class LookHistory:
     def find(self, session: str | None, look_id: str) -> dict[str, Any] | None:
         return next((look for look in self.looks(session) if look["id"] == look_id), None)
 
-    def _keep(self, source: Image.Image | str, target: Path) -> str | None:
-        """Copy a picture (a PIL image, a file path or a data URL) into the look's folder."""
+    def _keep(self, source: bytes | Image.Image | str, target: Path) -> str | None:
+        """Copy a picture (encoded bytes, a PIL image, a file path or a data URL) into the look's folder."""
         try:
-            if isinstance(source, Image.Image):
+            if isinstance(source, bytes):
+                target.write_bytes(source)
+            elif isinstance(source, Image.Image):
                 source.save(target, "PNG")
             elif source.startswith("data:"):
                 target.write_bytes(base64.b64decode(source.split(",", 1)[1]))

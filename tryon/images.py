@@ -124,21 +124,9 @@ def _read_text(text: str, limits: Limits) -> bytes:
         return _decode_base64(text[match.end():], limits)
     if text.lower().startswith(("http://", "https://")):
         raise InvalidImage("url_not_accepted")
-    path = _existing_file(text)
-    if path is not None:
-        return _read_file(path, limits)
+    # Never a file path: text comes from clients (REST, MCP), and a path would let them read the
+    # server's files, or learn which exist. Files arrive as Path objects from gradio's checked inputs.
     return _decode_base64(text, limits)
-
-
-def _existing_file(text: str) -> Path | None:
-    """`text` as a path, if it names a file; base64 contains '/' too, so never trust the look of it."""
-    if len(text) > 4096 or ("/" not in text and "\\" not in text):
-        return None
-    try:
-        path = Path(text)
-        return path if path.is_file() else None
-    except (OSError, ValueError):  # "file name too long", embedded NUL, ...
-        return None
 
 
 def _decode_base64(payload: str, limits: Limits) -> bytes:

@@ -23,7 +23,8 @@ from PIL import Image
 from .errors import InvalidImage, TryOnError, field_label, pick_language
 from .outfit import ASPECT_RATIOS, CATEGORIES, MAX_VARIANTS, RESOLUTIONS, Outfit
 from .service import TryOnService
-from .session_files import session_from_cookies
+from .file_gate import FileGate, GatedBlocks
+from .session_files import FileOwners, session_of
 from .ui_text import I18N, category_word, say
 
 log = logging.getLogger(__name__)
@@ -59,7 +60,9 @@ class PhotoInput(gr.Image):
             return None
         if payload.url and payload.url.startswith("data:"):
             return payload.url
-        return payload.path
+        # A Path, not a str: the service reads files only from a Path, which only a gradio
+        # input (checked by the FileGate) can be; text from REST or MCP is never opened as a path.
+        return Path(payload.path)
 
 
 class ResultCount(gr.Slider):
@@ -102,14 +105,9 @@ def gallery_paths(value) -> list[str]:
     return paths
 
 
-def session_of(request: gr.Request | None) -> str | None:
-    """The browser session (tryon's cookie) a request belongs to; None for a client without one."""
-    return session_from_cookies((getattr(request, "headers", None) or {}).get("cookie"))
-
-
 def before_after(person, result: str):
     """The before/after pair, when the person photo is a file (not a pasted data URL)."""
-    if not (isinstance(person, str) and not person.startswith("data:")):
+    if not isinstance(person, Path):
         return None
     return Image.open(person).convert("RGB"), Image.open(result)
 
@@ -436,11 +434,21 @@ class Handlers:
         pictures = gallery_paths(variants)
         if self.service.history is None or not session or not pictures or not timings:
             return gr.skip()
-        inputs = {"person": person, **{f"garment_{n}": g for n, g in enumerate(garments, start=1)}}
+        inputs = {field: self._normalized(source, field)
+                  for field, source in [("person", person), *((f"garment_{n}", g) for n, g in enumerate(garments, start=1))]}
         settings = {"categories": list(categories), "descriptions": list(descriptions), "order": list(order or []),
                     "num_images": num_images, "aspect_ratio": aspect_ratio, "resolution": resolution}
         self.service.history.add(session, inputs, settings, pictures, timings)
         return self.history_view(request)
+
+    def _normalized(self, source, field: str) -> bytes | None:
+        """The intake's metadata-free JPEG of an input (a cache hit: the try-on just made it)."""
+        if source is None:
+            return None
+        try:
+            return self.service.intake(source, field).jpeg
+        except TryOnError:
+            return None
 
     def history_view(self, request: gr.Request = None):
         """The session's looks as a gallery, newest first (empty without a session or Redis)."""
@@ -464,12 +472,13 @@ class Handlers:
         return (inputs.get("person"), *garments, *settings["categories"], *settings["descriptions"], settings["order"],
                 settings["num_images"], settings["aspect_ratio"], settings["resolution"], look["results"], look["timings"])
 
-def build_demo(service: TryOnService, redis_description: str | None = None) -> gr.Blocks:
+def build_demo(service: TryOnService, redis_description: str | None = None, owners: FileOwners | None = None) -> GatedBlocks:
+    """The page; `owners` is shared with the SessionFiles middleware that serves the files."""
     provider = service.provider
     handlers = Handlers(service)
 
     # delete_cache: gradio removes uploads and results older than a day, checked hourly (photos of people).
-    with gr.Blocks(title="tryon: virtual try-on", delete_cache=(3600, 86400)) as demo:
+    with GatedBlocks(title="tryon: virtual try-on", delete_cache=(3600, 86400)) as demo:
         gr.Markdown(I18N("title"))
         gr.Markdown(I18N("intro"))
         if provider.is_preview:
@@ -601,6 +610,7 @@ def build_demo(service: TryOnService, redis_description: str | None = None) -> g
         upload_out = gr.Textbox(visible=False)
         gr.Button(visible=False).click(handlers.upload, upload_in, upload_out, api_name="upload")
         gr.on([refresh.click, metrics_tab.select], handlers.metrics_view, None, [metrics_summary, metrics_plot], api_visibility="private")
+    demo.file_gate = FileGate(owners if owners is not None else FileOwners(), gr.utils.get_upload_folder())
     return demo
 
 

@@ -1,0 +1,98 @@
+"""The one rule for files a client names: only what the app handed to that client's session.
+
+gradio has a check of its own for client-supplied file paths (`processing_utils._check_allowed`:
+"it was not uploaded by a user"), but it returns early unless `Blocks.has_launched` is set, which
+`launch()` does and `gr.mount_gradio_app` does not (gradio 6.31). Under mount, any event, public or
+private, would copy any server file (`/proc/self/environ`, the Redis append-only file) into the
+cache and hand it back. `GatedBlocks.process_api` is the one method every event passes through
+(the queue, `/call`, `/run`, MCP), so the rule is enforced there, before gradio touches a path:
+
+- a file named in an input (any component, any nesting, with or without gradio's `FileData` tag)
+  must be in gradio's upload folder and handed to this session (an upload, an earlier answer), or
+  be one of the page's own public files (the examples); an https URL is left to gradio, which
+  fetches it through safehttpx (public addresses only);
+- every file an answer hands out is noted as this session's, so the session can read it at
+  `/gradio_api/file=` (`session_files.SessionFiles`) and give it back as a later input.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Iterator
+
+import gradio as gr
+
+from .errors import MESSAGES, pick_language
+from .session_files import FileOwners, canonical, session_of
+
+
+def file_refs(value: Any) -> Iterator[dict]:
+    """Every dict in a (possibly nested) value that names a file by its "path"."""
+    stack = [value]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            if isinstance(node.get("path"), str):
+                yield node
+            stack.extend(node.values())
+        elif isinstance(node, (list, tuple)):
+            stack.extend(node)
+
+
+class FileGate:
+    def __init__(self, owners: FileOwners, upload_root: str):
+        self.owners = owners
+        self.root = canonical(upload_root)
+
+    def in_uploads(self, path: str) -> bool:
+        return path.startswith(self.root + os.sep)
+
+    def may_use(self, path: str, session: str | None) -> bool:
+        """A client may name `path` as an input: gradio stored it, and this session was given it."""
+        try:
+            path = canonical(path)
+        except ValueError:  # an embedded NUL
+            return False
+        return self.in_uploads(path) and self.owners.may_read(path, session)
+
+    def refused(self, inputs: Any, session: str | None) -> bool:
+        """True when any file named in `inputs` is not this session's to use."""
+        for ref in file_refs(inputs):
+            path = ref["path"]
+            if path.lower().startswith("https://"):
+                continue  # gradio downloads it through safehttpx, into the cache
+            if not self.may_use(path, session):
+                return True
+        return False
+
+    def grant(self, outputs: Any, session: str | None) -> None:
+        """Note every file in an answer (gradio has already copied it into its cache) as the session's."""
+        if session is None:
+            return
+        for ref in file_refs(outputs):
+            path = canonical(ref["path"])
+            if self.in_uploads(path):
+                self.owners.grant(path, session)
+
+    def publish(self, value: Any) -> None:
+        """Files in the page itself (the examples' pictures), readable by every session."""
+        for ref in file_refs(value):
+            path = canonical(ref["path"])
+            if self.in_uploads(path):
+                self.owners.publish(path)
+
+
+class GatedBlocks(gr.Blocks):
+    """gr.Blocks whose every event applies the FileGate (see the module docstring)."""
+
+    file_gate: FileGate
+
+    async def process_api(self, block_fn, inputs, state=None, request=None, *args, **kwargs):
+        first = request[0] if isinstance(request, list) and request else request
+        session = session_of(first)
+        if self.file_gate.refused(inputs, session):
+            headers = getattr(first, "headers", None) or {}
+            raise gr.Error(MESSAGES["file_not_yours"][pick_language(headers.get("accept-language"))], print_exception=False)
+        output = await super().process_api(block_fn, inputs, state, request, *args, **kwargs)
+        self.file_gate.grant(output.get("data"), session)
+        return output
