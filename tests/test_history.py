@@ -80,3 +80,33 @@ def test_folders_older_than_the_ttl_are_removed(history, photo):
     add(history, "w" * 24, photo)  # any later look sweeps expired folders
     assert not os.path.exists(folder)
     assert not os.path.exists(os.path.dirname(folder))  # and the session's folder, now empty
+
+
+def test_the_history_keeps_the_normalized_photo_not_the_raw_upload(history, tmp_path):
+    """A phone photo with GPS tags, kept through the page's remember event: no metadata survives."""
+    from types import SimpleNamespace
+    from pathlib import Path
+
+    from tryon.config import Settings
+    from tryon.providers.local import LocalPreviewProvider
+    from tryon.service import TryOnService
+    from tryon.ui import Handlers
+
+    exif = Image.Exif()
+    exif[0x8825] = {1: "N", 2: (40.0, 26.0, 46.0), 3: "W", 4: (79.0, 58.0, 56.0)}  # GPS IFD
+    exif[0x010F] = "PhoneMaker"
+    person = tmp_path / "phone.jpg"
+    Image.new("RGB", (600, 800), (180, 150, 120)).save(person, "JPEG", exif=exif.tobytes())
+    garment = tmp_path / "garment.png"
+    Image.new("RGB", (400, 400), (20, 40, 200)).save(garment)
+    result = tmp_path / "result.png"
+    Image.new("RGB", (600, 800), (1, 2, 3)).save(result)
+    service = TryOnService(Settings.from_env({"TRYON_DATA_DIR": str(tmp_path / "data")}), LocalPreviewProvider(), history=history)
+    request = SimpleNamespace(headers={"cookie": "tryon_session=" + "k" * 32})
+    Handlers(service).remember(Path(person), Path(garment), None, None, None, "top", "auto", "auto", "auto", None, None, None, None,
+                               [], 1, "same", "1K", [(str(result), None)], {"garments": 1}, request=request)
+    look = history.looks("k" * 32)[0]
+    kept = Image.open(look["inputs"]["person"])
+    assert kept.format == "JPEG" and not kept.getexif() and "exif" not in kept.info
+    assert b"PhoneMaker" not in Path(look["inputs"]["person"]).read_bytes()
+    assert Path(look["inputs"]["person"]).read_bytes() == service.intake(Path(person)).jpeg  # the copy sent to providers

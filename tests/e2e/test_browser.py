@@ -197,3 +197,24 @@ def test_sync_progress_says_which_garment_is_being_applied(page_in, fal_app, fal
     snap(page, "garment-2-of-2")
     page.locator("#timing-chart").wait_for(timeout=15_000)
     snap(page, "chart")
+
+
+def test_photos_with_awkward_names_show_and_run_for_their_owner(page_in, asset_paths, tmp_path):
+    """Spaces, &, #, ' and accents in a file name: the owner sees the photo and can try it on."""
+    import shutil
+
+    person = tmp_path / "my photo & #1's ñ.png"
+    garment = tmp_path / "t-shirt (red) 100%.png"
+    shutil.copy(asset_paths["person_illustration"], person)
+    shutil.copy(asset_paths["garment_tshirt_red"], garment)
+    page = page_in()
+    upload(page, "person", str(person))
+    upload(page, "garment_1", str(garment))
+    page.locator("#person img").wait_for(timeout=10_000)
+    page.wait_for_function("() => document.querySelector('#person img').naturalWidth > 0", timeout=10_000)
+    photo_url = page.locator("#person img").get_attribute("src")
+    page.locator("#try-on").click()
+    page.locator("#result img").wait_for(timeout=30_000)
+    assert page.locator("#result img").evaluate("img => img.naturalWidth") > 0
+    assert page.request.get(photo_url).status == 200
+    assert page_in().request.get(photo_url).status == 404  # another browser: not its photo
