@@ -1,7 +1,9 @@
-"""A throwaway redis-server on 127.0.0.1 for tests: start, kill -9, restart on the same port and data."""
+"""A throwaway redis-server on 127.0.0.1 for tests: start, kill -9, restart on the same port and data.
+Also: which processes serve a given unix socket (to catch an orphaned embedded Redis)."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import time
 from pathlib import Path
@@ -49,3 +51,25 @@ class RedisProcess:
     def restart(self) -> None:
         self.kill()
         self.start()
+
+
+def servers_on(socket: Path) -> list[int]:
+    """Pids of live processes whose command line names this socket (zombies have an empty one)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and int(entry.name) != os.getpid():
+            try:
+                if str(socket).encode() in (entry / "cmdline").read_bytes():
+                    found.append(int(entry.name))
+            except OSError:
+                pass
+    return found
+
+
+def wait_until(condition, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True

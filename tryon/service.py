@@ -377,8 +377,8 @@ class TryOnService:
         return answer
 
     def _shareable(self, ref: str) -> str | None:
-        """A result as a client can read it: its URL, or (offline preview, kept in this process's
-        memory) the picture inlined as a data URL."""
+        """A result as a client can read it: its URL, or (offline preview, kept under the data dir)
+        the picture inlined as a data URL; None once the picture is gone."""
         if ref.startswith("https://"):
             return ref
         try:

@@ -7,11 +7,17 @@ from ..errors import ConfigError
 from .base import EditResult, Provider
 from .chain import ProviderChain
 from .local import LocalPreviewProvider
+from .store import ImageStore
 
 
 def build_one(name: str, settings: Settings) -> Provider:
     if name == "local":
-        return LocalPreviewProvider()
+        # On disk, so a restarted app (or a worker process on this data dir) finds a job's pictures.
+        try:
+            store = ImageStore(settings.data_dir / "preview", ttl_s=settings.job_ttl_s)
+        except OSError as error:
+            raise ConfigError(f"TRYON_DATA_DIR={settings.data_dir} cannot hold preview/: {error.strerror}") from None
+        return LocalPreviewProvider(store)
     if name == "fal":
         from .fal import FalProvider  # imports fal-client, which reads FAL_RUN_HOST at import
 

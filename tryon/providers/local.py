@@ -7,7 +7,6 @@ approximation and is labelled "offline preview" everywhere it is shown.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import threading
 import time
@@ -17,50 +16,21 @@ from typing import Sequence
 
 from PIL import Image
 
-from ..errors import ProviderError
 from ..images import NormalizedImage
 from ..preview import BodyLayout, cut_out, detect_body, dress
 from ..preview.regions import jittered, region_for
 from .base import EditOptions, EditResult
-
-REF_PREFIX = "local:"
-
-
-class ImageStore:
-    """A bounded, thread-safe in-memory store: reference -> encoded image."""
-
-    def __init__(self, capacity: int = 128):
-        self.capacity = capacity
-        self._items: OrderedDict[str, bytes] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def put(self, data: bytes) -> str:
-        ref = REF_PREFIX + hashlib.sha256(data).hexdigest()
-        with self._lock:
-            self._items[ref] = data
-            self._items.move_to_end(ref)
-            while len(self._items) > self.capacity:
-                self._items.popitem(last=False)
-        return ref
-
-    def get(self, ref: str) -> bytes:
-        with self._lock:
-            data = self._items.get(ref)
-            if data is not None:
-                self._items.move_to_end(ref)
-        if data is None:
-            raise ProviderError("unknown_reference", http_status=400)
-        return data
+from .store import REF_PREFIX, ImageStore  # noqa: F401 (REF_PREFIX: re-exported)
 
 
 class LocalPreviewProvider:
     name = "local"
     label = "Offline preview (CPU approximation, not the AI model)"
     is_preview = True
-    upload_ttl_s = None  # storing is a dict insert: nothing to save by caching
+    upload_ttl_s = None  # storing is local and cheap: nothing to save by caching
 
     def __init__(self, store: ImageStore | None = None):
-        self.store = store or ImageStore()
+        self.store = store if store is not None else ImageStore()  # in memory only; the app passes one on its data dir
         # A chained result keeps the layout of the person it came from: re-detecting on a
         # picture that already wears a garment would find the garment, not the body.
         self._layouts: OrderedDict[str, BodyLayout] = OrderedDict()
