@@ -49,6 +49,18 @@ def looks_dir(settings: Settings) -> Path:
     return settings.data_dir / "looks"
 
 
+def server_address() -> tuple[str, int]:
+    """Where uvicorn listens: GRADIO_SERVER_NAME / GRADIO_SERVER_PORT, as for any gradio app."""
+    return os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"), int(os.environ.get("GRADIO_SERVER_PORT", "7860"))
+
+
+def loopback_url() -> str:
+    """This server as the app itself reaches it (0.0.0.0 and :: listen everywhere, loopback included)."""
+    host, port = server_address()
+    host = "127.0.0.1" if host in ("0.0.0.0", "", "::") else host
+    return f"http://{host}:{port}/"
+
+
 def private_dirs(settings: Settings) -> list[str]:
     """The app's folders under TRYON_DATA_DIR that gradio's file route must never serve by path."""
     return [str(looks_dir(settings)), str(settings.data_dir / "redis"), str(settings.data_dir / "preview")]
@@ -128,6 +140,10 @@ def create_app(settings: Settings):
         **launch_options(),
     )
     demo.file_gate.publish(demo.config)  # the examples' pictures: the same for every visitor
+    if demo.mcp_server_obj is not None:
+        # launch() gives gradio's MCP bridge the app's own address; under mount it has none and builds
+        # its loopback client from the first caller's Host / X-Forwarded-Host, for every later caller.
+        demo.mcp_server_obj._local_url = loopback_url()
     return api, runtime
 
 
@@ -144,8 +160,7 @@ def main() -> int:
 
     from tryon.access import openness
 
-    host = os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1")
-    port = int(os.environ.get("GRADIO_SERVER_PORT", "7860"))
+    host, port = server_address()
     log = logging.getLogger("tryon")
     log.info("provider: %s; jobs: %s; %d worker thread(s); data dir: %s",
              settings.provider, runtime.redis.description, settings.workers, settings.data_dir)

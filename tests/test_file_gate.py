@@ -120,7 +120,10 @@ def targets(app_server, tmp_path_factory):
     victim = RawClient(app_server.url)
     victim_path = victim.upload("victim.png", png_with_marker(markers["victim"], (200, 10, 10)))
     paths = {"tmp": str(outside), "data": str(in_data_dir), "victim": victim_path, "environ": "/proc/self/environ",
-             "passwd": "/etc/passwd", "dotted": f"{app_server.data_dir}/uploads/../secret.png"}
+             "passwd": "/etc/passwd", "dotted": f"{app_server.data_dir}/uploads/../secret.png",
+             # Not URLs to gradio (its test is case-sensitive and wants "//"): local paths in disguise.
+             "HTTPS": "HTTPS://x/../../../../../../.." + str(in_data_dir), "Https": "Https://../../../../../../etc/passwd",
+             "https-one-slash": "https:/../../../../../../proc/self/environ", "http": "http://127.0.0.1:1/secret.png"}
     return paths, markers, victim
 
 
@@ -176,7 +179,7 @@ def test_a_victim_s_path_echoed_back_by_gradio_is_not_granted(app_server, target
     assert attacker.http.get(f"/gradio_api/file={paths['victim']}").status_code == 404
 
 
-@pytest.mark.parametrize("name", ["my photo.png", "a&b.png", "c#1.png", "it's.png", "ñandú 100%.png"])
+@pytest.mark.parametrize("name", ["my photo.png", "a&b.png", "c#1.png", "it's.png", "ñandú 100%.png", "a%41.png", "b%2e%2e%2fc.png"])
 def test_any_file_name_works_for_its_owner_and_nobody_else(app_server, person_png, name):
     owner, other = RawClient(app_server.url), RawClient(app_server.url)
     path = owner.upload(name, person_png)
@@ -258,3 +261,12 @@ def test_gradio_still_skips_its_own_check_under_mount():
         processing_utils._check_allowed("/etc/passwd", check_in_upload_folder=True)  # no error: nothing checked
     finally:
         LocalContext.blocks.reset(token)
+
+
+def test_one_upload_request_of_many_files_grants_only_the_first_few(app_server):
+    """gradio takes many files per upload request; the owners table takes 20 of them (the page sends one)."""
+    client = RawClient(app_server.url)
+    files = [("files", (f"f{n}.png", png_with_marker(f"m{n}".encode(), (n, n, n)), "image/png")) for n in range(25)]
+    paths = client.http.post("/gradio_api/upload", files=files).json()
+    readable = [client.http.get(f"/gradio_api/file={encode_file_path(p)}").status_code == 200 for p in paths]
+    assert readable == [True] * 20 + [False] * 5

@@ -7,6 +7,7 @@ import base64
 import json
 from concurrent.futures import ThreadPoolExecutor
 
+import httpx
 import pytest
 from mcp import ClientSession
 from mcp.client.streamable_http import streamable_http_client
@@ -18,9 +19,10 @@ def data_url(path: str) -> str:
     return "data:image/png;base64," + base64.b64encode(open(path, "rb").read()).decode()
 
 
-def with_session(url: str, work):
+def with_session(url: str, work, headers: dict[str, str] | None = None):
     async def run():
-        async with streamable_http_client(url + "gradio_api/mcp/") as (read, write, _):
+        http = httpx.AsyncClient(headers=headers or {}, timeout=httpx.Timeout(30, read=300), follow_redirects=True)
+        async with http, streamable_http_client(url + "gradio_api/mcp/", http_client=http) as (read, write, _):
             async with ClientSession(read, write) as session:
                 await session.initialize()
                 return await work(session)
@@ -62,3 +64,38 @@ def test_an_agent_names_categories_and_asks_for_variants(app_server, asset_paths
 def test_tool_errors_carry_the_specific_message(app_server):
     result = with_session(app_server.url, lambda s: s.call_tool("job_status", {"job_id": "not-a-real-job-000000"}))
     assert result.isError and "Job not found" in json.dumps([getattr(c, "text", "") for c in result.content])
+
+
+def test_the_first_caller_cannot_point_the_mcp_bridge_at_another_host(tmp_path, asset_paths):
+    """gradio's MCP bridge replays tool calls through a loopback client. Under mount_gradio_app it
+    had no address of its own and took the first caller's X-Forwarded-Host for everyone after."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from conftest import start_app, stop_app
+
+    hits = []
+
+    class Recorder(BaseHTTPRequestHandler):
+        def do_GET(self):
+            hits.append(self.path)
+            self.send_error(404)
+
+        do_POST = do_GET
+
+        def log_message(self, *args):
+            pass
+
+    recorder = ThreadingHTTPServer(("127.0.0.1", 0), Recorder)
+    threading.Thread(target=recorder.serve_forever, daemon=True).start()
+    app = start_app(tmp_path)  # a fresh app: the bridge's client is made on its first tool call
+    try:
+        arguments = {"person": data_url(asset_paths["person_illustration"]), "garment_1": data_url(asset_paths["garment_tshirt_red"])}
+        poisoned = {"X-Forwarded-Host": f"127.0.0.1:{recorder.server_address[1]}", "X-Forwarded-Proto": "http"}
+        first = with_session(app.url, lambda s: s.call_tool("try_on", arguments), headers=poisoned)
+        later = with_session(app.url, lambda s: s.call_tool("try_on", arguments))
+        assert not first.isError and not later.isError, (first.content, later.content)
+        assert hits == []
+    finally:
+        stop_app(app)
+        recorder.shutdown()

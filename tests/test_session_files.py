@@ -43,6 +43,41 @@ def test_owners_are_per_session_and_forgotten_after_their_lifetime(monkeypatch):
     assert not owners.may_read("/c/c.png", "alice")
 
 
+def test_one_session_s_flood_pushes_out_only_its_own_files():
+    owners = FileOwners(max_paths=10_000, max_per_session=100)
+    owners.grant("/c/victim.png", "victim")
+    for n in range(1_000):
+        owners.grant(f"/c/flood-{n}.png", "attacker")
+    assert owners.may_read("/c/victim.png", "victim")
+    assert len(owners) == 101  # the attacker's newest 100, and the victim's one
+    assert owners.may_read("/c/flood-999.png", "attacker") and not owners.may_read("/c/flood-0.png", "attacker")
+    owners.grant("/c/shared.png", "victim")
+    owners.grant("/c/shared.png", "attacker")  # the same photo uploaded by both
+    for n in range(200):
+        owners.grant(f"/c/more-{n}.png", "attacker")
+    assert owners.may_read("/c/shared.png", "victim") and not owners.may_read("/c/shared.png", "attacker")
+
+
+def test_only_file_components_grant_what_an_answer_names(tmp_path):
+    """A JSON or text output is whatever the client sent: a tagged path inside it grants nothing."""
+    import gradio as gr
+
+    from tryon.file_gate import FileGate
+
+    uploads = tmp_path / "uploads"
+    (uploads / "h").mkdir(parents=True)
+    victim = uploads / "h" / "victim.png"
+    victim.write_bytes(b"x")
+    gate = FileGate(FileOwners(), str(uploads))
+    tagged = {"path": str(victim), "meta": {"_type": "gradio.FileData"}}
+    gate.grant([{"timings": [tagged]}, str(victim), None], [gr.JSON(), gr.Textbox(), gr.Image()], "attacker")
+    assert not gate.may_use(str(victim), "attacker")
+    gate.grant([{"path": str(victim)}], [gr.Image()], "attacker")  # untagged: not something gradio made
+    assert not gate.may_use(str(victim), "attacker")
+    gate.grant([tagged], [gr.Image()], "owner")
+    assert gate.may_use(str(victim), "owner") and not gate.may_use(str(victim), "attacker")
+
+
 # --- the running app -------------------------------------------------------------------------
 
 

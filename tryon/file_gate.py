@@ -21,6 +21,7 @@ import os
 from typing import Any, Iterator
 
 import gradio as gr
+from gradio_client.utils import is_http_url_like
 
 from .errors import MESSAGES, pick_language
 from .session_files import FileOwners, canonical, session_of
@@ -59,27 +60,40 @@ class FileGate:
         """True when any file named in `inputs` is not this session's to use."""
         for ref in file_refs(inputs):
             path = ref["path"]
-            if path.lower().startswith("https://"):
+            # Exactly gradio's own test (client_utils.is_http_url_like, case-sensitive): anything it
+            # does not take for a URL it opens as a path, "HTTPS://x/../../etc/passwd" included.
+            if is_http_url_like(path) and path.startswith("https://"):
                 continue  # gradio downloads it through safehttpx, into the cache
             if not self.may_use(path, session):
                 return True
         return False
 
-    def grant(self, outputs: Any, session: str | None) -> None:
-        """Note every file in an answer (gradio has already copied it into its cache) as the session's."""
+    def grant(self, outputs: list, blocks: list, session: str | None) -> None:
+        """Note every file in an answer (gradio has already copied it into its cache) as the session's.
+        Only file components count: a JSON or State value is whatever the client sent, and a path
+        written inside it is text, not a file the app handed out."""
         if session is None:
             return
-        for ref in file_refs(outputs):
-            path = canonical(ref["path"])
-            if self.in_uploads(path):
-                self.owners.grant(path, session)
+        for value, block in zip(outputs or [], blocks):
+            if not isinstance(block, TEXT_VALUED):
+                for path in self._cached_files(value):
+                    self.owners.grant(path, session)
 
     def publish(self, value: Any) -> None:
         """Files in the page itself (the examples' pictures), readable by every session."""
+        for path in self._cached_files(value):
+            self.owners.publish(path)
+
+    def _cached_files(self, value: Any) -> Iterator[str]:
+        """Paths of gradio-tagged files in the upload folder."""
         for ref in file_refs(value):
-            path = canonical(ref["path"])
-            if self.in_uploads(path):
-                self.owners.publish(path)
+            if (ref.get("meta") or {}).get("_type") == "gradio.FileData":
+                path = canonical(ref["path"])
+                if self.in_uploads(path):
+                    yield path
+
+
+TEXT_VALUED = (gr.JSON, gr.State, gr.Textbox, gr.Markdown, gr.Dataframe)
 
 
 class GatedBlocks(gr.Blocks):
@@ -94,5 +108,6 @@ class GatedBlocks(gr.Blocks):
             headers = getattr(first, "headers", None) or {}
             raise gr.Error(MESSAGES["file_not_yours"][pick_language(headers.get("accept-language"))], print_exception=False)
         output = await super().process_api(block_fn, inputs, state, request, *args, **kwargs)
-        self.file_gate.grant(output.get("data"), session)
+        fn = self.fns[block_fn] if isinstance(block_fn, int) else block_fn
+        self.file_gate.grant(output.get("data"), list(fn.outputs), session)
         return output

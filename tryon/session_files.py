@@ -23,23 +23,27 @@ import secrets
 import threading
 import time
 from collections import OrderedDict
-from urllib.parse import unquote
 
 COOKIE = "tryon_session"
 FILE_ROUTES = ("/gradio_api/file=", "/gradio_api/file/")
 UPLOAD_ROUTE = "/gradio_api/upload"
 MAX_UPLOAD_ANSWER = 1 << 20  # the JSON list of stored paths; larger is not an upload answer
+MAX_GRANTS_PER_UPLOAD = 20
 _TOKEN = re.compile(r"^[A-Za-z0-9_-]{20,64}$")
 
 
 class FileOwners:
     """path -> the sessions it was handed to; bounded, forgotten after `ttl_s` (gradio deletes
-    its cache files after a day, so an older entry names a file that is gone)."""
+    its cache files after a day, so an older entry names a file that is gone). A session holds at
+    most `max_per_session` paths: past that its own oldest go, so one session's flood does not push
+    other sessions' files out (the global bound still holds against many sessions at once)."""
 
-    def __init__(self, ttl_s: float = 86400, max_paths: int = 200_000):
+    def __init__(self, ttl_s: float = 86400, max_paths: int = 200_000, max_per_session: int = 1_000):
         self.ttl_s = ttl_s
         self.max_paths = max_paths
+        self.max_per_session = max_per_session
         self._owners: OrderedDict[str, tuple[float, set[str]]] = OrderedDict()
+        self._held: dict[str, OrderedDict[str, None]] = {}  # session -> its paths, oldest first
         self._public: set[str] = set()
         self._lock = threading.Lock()
 
@@ -48,8 +52,30 @@ class FileOwners:
             _, sessions = self._owners.pop(path, (0.0, set()))
             sessions.add(session)
             self._owners[path] = (time.monotonic(), sessions)
+            held = self._held.setdefault(session, OrderedDict())
+            held.pop(path, None)
+            held[path] = None
+            if len(held) > self.max_per_session:
+                self._revoke(next(iter(held)), session)
             while len(self._owners) > self.max_paths:
-                self._owners.popitem(last=False)
+                oldest, (_, owners) = self._owners.popitem(last=False)
+                for owner in owners:
+                    self._forget(owner, oldest)
+
+    def _revoke(self, path: str, session: str) -> None:
+        self._forget(session, path)
+        entry = self._owners.get(path)
+        if entry is not None:
+            entry[1].discard(session)
+            if not entry[1]:
+                del self._owners[path]
+
+    def _forget(self, session: str, path: str) -> None:
+        held = self._held.get(session)
+        if held is not None:
+            held.pop(path, None)
+            if not held:
+                del self._held[session]
 
     def publish(self, path: str) -> None:
         """A file of the page itself, for every session, for as long as the app runs."""
@@ -117,8 +143,8 @@ class SessionFiles:
     async def _serve_file(self, scope, receive, send, session):
         route = scope["path"]
         requested = route.split("file=", 1)[1] if "file=" in route else route[len("/gradio_api/file/"):]
-        try:
-            path = canonical(unquote(requested))
+        try:  # scope["path"] is already percent-decoded: decoding again would misname "a%41.png"
+            path = canonical(requested)
         except ValueError:  # an embedded NUL: no file has that name
             return await _answer(send, 400, b'{"detail":"Malformed file path."}')
         if self._in_roots(path) and not self.owners.may_read(path, session):
@@ -131,7 +157,8 @@ class SessionFiles:
             paths = json.loads(body)
         except ValueError:
             return
-        for path in paths if isinstance(paths, list) else []:
+        # The page uploads one file per drop; a request of thousands must not flood the owners table.
+        for path in paths[:MAX_GRANTS_PER_UPLOAD] if isinstance(paths, list) else []:
             if isinstance(path, str):
                 try:
                     path = canonical(path)
