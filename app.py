@@ -133,6 +133,9 @@ def create_app(settings: Settings):
     gr.mount_gradio_app(
         api, demo, path="/", auth=gradio_auth(settings), max_file_size=settings.max_upload_bytes,
         mcp_server=settings.mcp,
+        # Our user errors are gr.Error and always shown; anything else must not send its text
+        # ("'str' object has no attribute 'get'") to whoever called a private event with junk.
+        show_error=False,
         # allowed_paths: the history's pictures may be returned by handlers (gradio copies them into
         # its cache); blocked_paths: the embedded Redis (socket, append-only file) never leaves.
         allowed_paths=[str(looks_dir(settings))], blocked_paths=[str(settings.data_dir / "redis")],

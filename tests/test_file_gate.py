@@ -270,3 +270,14 @@ def test_one_upload_request_of_many_files_grants_only_the_first_few(app_server):
     paths = client.http.post("/gradio_api/upload", files=files).json()
     readable = [client.http.get(f"/gradio_api/file={encode_file_path(p)}").status_code == 200 for p in paths]
     assert readable == [True] * 20 + [False] * 5
+
+
+def test_a_private_event_given_junk_answers_without_python_s_words(app_server, person_png):
+    """gradio shows an unexpected exception's text to the caller unless show_error is off."""
+    client = RawClient(app_server.url)
+    mine = {"path": client.upload("me.png", person_png), "meta": {"_type": "gradio.FileData"}}
+    present = next(i for i, d in client.events() if d.get("api_name") == "present")
+    answer = client.call(present, [None, [{"image": mine, "caption": None}], "not a timing record"])
+    assert '"success": false' in answer.replace('"success":false', '"success": false')
+    assert "attribute" not in answer and "Traceback" not in answer
+    assert httpx.get(app_server.url).status_code == 200

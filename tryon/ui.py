@@ -432,8 +432,8 @@ class Handlers:
         session = session_of(request)
         garments, categories, descriptions = (g1, g2, g3, g4), (c1, c2, c3, c4), (d1, d2, d3, d4)
         pictures = gallery_paths(variants)
-        if self.service.history is None or not session or not pictures or not timings:
-            return gr.skip()
+        if self.service.history is None or not session or not pictures or not isinstance(timings, dict) or not timings:
+            return gr.skip()  # a timing record that is not one (a private event called by hand) is not kept
         inputs = {field: self._normalized(source, field)
                   for field, source in [("person", person), *((f"garment_{n}", g) for n, g in enumerate(garments, start=1))]}
         settings = {"categories": list(categories), "descriptions": list(descriptions), "order": list(order or []),
