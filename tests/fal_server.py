@@ -10,14 +10,26 @@ certificate it made. One server plays every FAL host:
   POST /storage/upload/initiate   (fallback upload)    -> {upload_url, file_url};  PUT upload_url
   GET  /files/<id>                                     -> the stored bytes
   POST /<owner>/<alias>[/<path>]  (queue submit)       -> {request_id, status_url, response_url, cancel_url}
-  GET  /<owner>/<alias>/requests/<id>/status           -> IN_QUEUE -> IN_PROGRESS -> COMPLETED
-  GET  /<owner>/<alias>/requests/<id>                  -> {images: [{url, ...}], description}
-  PUT  /<owner>/<alias>/requests/<id>/cancel           -> {status: CANCELLATION_REQUESTED}
+  GET  /<owner>/<alias>/requests/<id>/status           -> IN_QUEUE (queue_position) -> IN_PROGRESS -> COMPLETED
+  GET  /<owner>/<alias>/requests/<id>                  -> {images: [{url, ...}], description} | 422 {detail: [...]}
+  PUT  /<owner>/<alias>/requests/<id>/cancel           -> 202 CANCELLATION_REQUESTED | 400 already completed
+
+As FAL does (its docs and fal-client 1.0.3's code; sources in docs/FAL.md):
+- the input is checked against the model's published schema by the runner, so a bad
+  field, an image it cannot download or a content-policy refusal comes from the
+  *result* endpoint as 422 with pydantic's `detail` list, after the request ran;
+- an infrastructure failure is COMPLETED with `error` and `error_type`, and its
+  result answers 5xx with `error_type` and `X-Fal-Error-Type`;
+- cancel answers 202 for a queued or running request (a running one only gets a
+  signal, and may still finish) and 400 for a finished one;
+- uploads and outputs expire when their lifecycle header says (404 after);
+- a request is found only under the owner/alias it was submitted to.
 
 The "model" returns a real picture: the person with each garment pasted in as
 a labelled swatch, so a chain's result visibly carries every step. Faults on
-demand (see Behaviour): latency, queueing, HTTP failures on submit or upload,
-a job that never finishes, no image, a broken result URL.
+demand (see Behaviour): latency, queueing, HTTP failures or hangs on submit,
+upload, status and result, infrastructure errors, refusals, no image, a broken
+result URL.
 
 Run it alone (for the app started by hand, or the benchmarks):
     python tests/fal_server.py --port 8443 --latency 1.0
@@ -29,6 +41,7 @@ import argparse
 import base64
 import io
 import json
+import math
 import shutil
 import ssl
 import subprocess
@@ -45,8 +58,26 @@ from urllib.parse import parse_qs, urlsplit
 
 from PIL import Image, ImageDraw
 
-MODEL_FIELDS = {"prompt", "image_urls", "num_images", "aspect_ratio", "resolution", "output_format", "sync_mode",
-                "limit_generations", "enable_web_search"}
+# The input schema of fal-ai/nano-banana-pro/edit, from FAL's OpenAPI record of the endpoint
+# (https://fal.ai/models/fal-ai/nano-banana-pro/edit/api, updated 2026-06-18; the fal-js
+# generated types agree). FAL validates at the runner: the request is queued and runs, and the
+# *result* endpoint answers 422 with pydantic's `detail` list.
+ASPECT_RATIOS = ["auto", "21:9", "16:9", "3:2", "4:3", "5:4", "1:1", "4:5", "3:4", "2:3", "9:16"]
+NANO_BANANA_PRO_EDIT = {
+    "prompt": {"type": str, "required": True, "min_length": 3, "max_length": 50000},
+    "image_urls": {"type": list, "required": True, "items": str},
+    "num_images": {"type": int, "minimum": 1, "maximum": 4, "default": 1},
+    "seed": {"type": int, "nullable": True},
+    "aspect_ratio": {"type": str, "enum": ASPECT_RATIOS, "default": "auto"},
+    "output_format": {"type": str, "enum": ["jpeg", "png", "webp"], "default": "png"},
+    "resolution": {"type": str, "enum": ["1K", "2K", "4K"], "default": "1K"},
+    "safety_tolerance": {"type": str, "enum": ["1", "2", "3", "4", "5", "6"], "default": "4"},
+    "sync_mode": {"type": bool, "default": False},
+    "limit_generations": {"type": bool, "default": True},
+    "enable_web_search": {"type": bool, "default": False},
+    "system_prompt": {"type": str, "default": ""},
+}
+MODELS = {"fal-ai/nano-banana-pro/edit": NANO_BANANA_PRO_EDIT}
 NGINX_502 = b"<html><head><title>502 Bad Gateway</title></head><body><center><h1>502 Bad Gateway</h1></center><hr><center>nginx</center></body></html>"
 
 
@@ -75,9 +106,16 @@ class Behaviour:
     upload_failures: list[int] = field(default_factory=list)  # statuses for the next CDN uploads, one each
     upload_latency_s: float = 0.0
     hang: bool = False  # jobs never complete
-    no_image: bool = False  # completed jobs return no image
+    no_image: bool = False  # completed jobs return no image (200, images: [])
     broken_url: bool = False  # completed jobs return an image URL that 404s
-    completed_error: str | None = None  # completed jobs carry this error (the app failed)
+    completed_error: str | None = None  # infrastructure failure: COMPLETED with this error ...
+    completed_error_type: str = "runner_disconnected"  # ... and this error_type (FAL's snake_case values)
+    content_policy: bool = False  # the model refuses: the result is 422 content_policy_violation
+    status_failures: list[int] = field(default_factory=list)  # statuses for the next status polls, one each
+    result_failures: list[int] = field(default_factory=list)  # statuses for the next result fetches, one each
+    status_hang_s: float = 0.0  # every status poll waits this long before answering
+    finishes_after_cancel: bool = False  # a running request ignores the cancel signal and completes (and bills)
+    queue_step_s: float = 0.1  # IN_QUEUE: queue_position drops by one every this many seconds
 
 
 @dataclass
@@ -92,11 +130,17 @@ class Recorded:
 @dataclass
 class Job:
     request_id: str
-    app: str
+    app: str  # owner/alias[/path] as submitted
     arguments: dict[str, Any]
     created: float
-    cancelled: bool = False
+    output_ttl_s: float | None = None  # from X-Fal-Object-Lifecycle-Preference
+    store_io: bool = True  # X-Fal-Store-IO: 0 asks FAL not to keep the payloads
+    cancelled_at: float | None = None  # elapsed seconds when the cancel came
     result: dict[str, Any] | None = None
+
+    @property
+    def owner_alias(self) -> str:
+        return "/".join(self.app.split("/")[:2])
 
 
 class FalTestServer:
@@ -104,7 +148,9 @@ class FalTestServer:
         self.key = key
         self.behaviour = Behaviour()
         self.requests: list[Recorded] = []
-        self.files: dict[str, tuple[bytes, str]] = {}
+        self.files: dict[str, tuple[bytes, str, float | None]] = {}  # id -> (data, type, expires at)
+        self.clock_offset_s = 0.0  # advance() moves the server's clock, so expiry can be tested
+        self.pending_uploads: dict[str, float | None] = {}  # initiated uploads -> their lifecycle
         self.jobs: dict[str, Job] = {}
         self.tokens: set[str] = set()
         self._lock = threading.Lock()
@@ -143,6 +189,38 @@ class FalTestServer:
             self.behaviour = Behaviour()
             self.requests.clear()
             self.jobs.clear()
+            self.clock_offset_s = 0.0
+
+    def now(self) -> float:
+        return time.monotonic() + self.clock_offset_s
+
+    # -- a request's life -----------------------------------------------------------------
+
+    def cancelled(self, job: Job) -> bool:
+        """Cancelled in the queue: gone. Cancelled while running: stopped, unless the app ignores the signal."""
+        if job.cancelled_at is None:
+            return False
+        return job.cancelled_at < self.behaviour.queue_s or not self.behaviour.finishes_after_cancel
+
+    def _state(self, job: Job) -> str:
+        if self.cancelled(job):
+            return "COMPLETED"
+        behaviour = self.behaviour
+        elapsed = self.now() - job.created
+        if elapsed < behaviour.queue_s:
+            return "IN_QUEUE"
+        if behaviour.hang or elapsed < behaviour.queue_s + behaviour.latency_s:
+            return "IN_PROGRESS"
+        return "COMPLETED"
+
+    def position(self, job: Job) -> int:
+        """IN_QUEUE's queue_position: counts down as the queue moves."""
+        waiting = self.behaviour.queue_s - (self.now() - job.created)
+        return max(0, math.ceil(waiting / self.behaviour.queue_step_s) - 1) if waiting > 0 else 0
+
+    def advance(self, seconds: float) -> None:
+        """Move the server's clock: files whose lifecycle has passed answer 404."""
+        self.clock_offset_s += seconds
 
     def env(self, **extra: str) -> dict[str, str]:
         """The environment that points tryon (and fal-client) at this server."""
@@ -177,11 +255,23 @@ class FalTestServer:
 
     # -- the model ------------------------------------------------------------------------
 
-    def store(self, data: bytes, content_type: str, suffix: str = "jpg") -> str:
+    def store(self, data: bytes, content_type: str, suffix: str = "jpg", ttl_s: float | None = None) -> str:
         file_id = f"{uuid.uuid4().hex}.{suffix}"
         with self._lock:
-            self.files[file_id] = (data, content_type)
+            self.files[file_id] = (data, content_type, None if ttl_s is None else self.now() + ttl_s)
         return f"{self.url}/files/{file_id}"
+
+    def stored(self, file_id: str) -> tuple[bytes, str] | None:
+        """A file, unless it never existed or its lifecycle has passed."""
+        item = self.files.get(file_id)
+        if item is None or (item[2] is not None and self.now() >= item[2]):
+            return None
+        return item[0], item[1]
+
+    def expiry_of(self, url: str) -> float | None:
+        """Seconds from now until the file at `url` expires (None: kept for good)."""
+        item = self.files.get(urlsplit(url).path[len("/files/"):])
+        return None if item is None or item[2] is None else item[2] - self.now()
 
     def file_for(self, url: str) -> bytes | None:
         if url.startswith("data:"):  # FAL accepts images inlined as data URIs too (what a naive client sends)
@@ -193,7 +283,7 @@ class FalTestServer:
         parts = urlsplit(url)
         if parts.netloc != self.host or not parts.path.startswith("/files/"):
             return None
-        item = self.files.get(parts.path[len("/files/"):])
+        item = self.stored(parts.path[len("/files/"):])
         return item[0] if item else None
 
     def render(self, job: Job) -> dict[str, Any]:
@@ -202,7 +292,7 @@ class FalTestServer:
         images = []
         for variant in range(int(job.arguments.get("num_images", 1))):
             jpeg, (width, height) = dress(person_bytes, garment_bytes, variant=variant)
-            url = self.store(jpeg, "image/jpeg")
+            url = self.store(jpeg, "image/jpeg", ttl_s=job.output_ttl_s)
             images.append({"url": url, "content_type": "image/jpeg", "file_name": url.rsplit("/", 1)[-1],
                            "width": width, "height": height})
         return {"images": images, "description": f"dressed in {len(garment_bytes)} garment(s)"}
@@ -249,14 +339,19 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
-    def _error(self, status: int, detail: Any = None):
-        if status == 502:  # what an overloaded ingress answers: fal-client retries it
-            return self._send(502, NGINX_502, "text/html")
+    def _error(self, status: int, detail: Any = None, error_type: str | None = None):
+        if status in (502, 503, 504) and error_type is None:  # what an overloaded ingress answers: fal-client retries it
+            return self._send(status, NGINX_502.replace(b"502 Bad Gateway", f"{status} Error".encode()), "text/html")
         default = {401: "Unauthorized: invalid key", 403: "Forbidden", 429: "Rate limit exceeded, retry later",
-                   500: "Internal server error", 503: "Service unavailable",
+                   500: "Internal server error",
                    422: [{"loc": ["body", "image_urls", 0], "msg": "Could not download the image", "type": "file_download_error"}]}
         # x-fal-request-id marks an answer from the app itself (not the ingress): fal-client does not retry it.
-        return self._send(status, {"detail": detail or default.get(status, "error")}, headers={"x-fal-request-id": uuid.uuid4().hex})
+        headers = {"x-fal-request-id": uuid.uuid4().hex}
+        body = {"detail": detail or default.get(status, "error")}
+        if error_type:
+            body["error_type"] = error_type
+            headers["X-Fal-Error-Type"] = error_type
+        return self._send(status, body, headers=headers)
 
     def _read(self) -> tuple[bytes, Any]:
         raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
@@ -287,33 +382,43 @@ class _Handler(BaseHTTPRequestHandler):
             time.sleep(float(query.get("s", ["3"])[0]))
             return self._send(200, b"late", "text/plain")
         if path.startswith("/files/"):
-            item = self.fal.files.get(path[len("/files/"):])
+            item = self.fal.stored(path[len("/files/"):])
             return self._send(200, item[0], item[1]) if item else self._error(404, "File not found")
         if "/requests/" in path:
             if not self._key_ok():
                 return self._error(401)
-            request_id, _, tail = path.split("/requests/", 1)[1].partition("/")
-            job = self.fal.jobs.get(request_id)
+            job, tail = self._job_at(path)
             if job is None:
                 return self._error(404, "Request not found")
             return self._status(job) if tail == "status" else self._result(job)
         return self._error(404, "Not found")
+
+    def _job_at(self, path: str) -> tuple[Job | None, str]:
+        """The job a /<owner>/<alias>/requests/<id>[/<tail>] path names: only under the app it was submitted to."""
+        app, _, rest = path.strip("/").partition("/requests/")
+        request_id, _, tail = rest.partition("/")
+        job = self.fal.jobs.get(request_id)
+        return (job if job is not None and job.owner_alias == app else None), tail
 
     def do_PUT(self):
         raw, body = self._read()
         path, _ = self._record(body)
         if path.startswith("/uploads/"):
             file_id = path[len("/uploads/"):]
+            ttl = self.fal.pending_uploads.pop(file_id, None)
             with self.fal._lock:
-                self.fal.files[file_id] = (raw, self.headers.get("Content-Type", "application/octet-stream"))
+                self.fal.files[file_id] = (raw, self.headers.get("Content-Type", "application/octet-stream"),
+                                           None if ttl is None else self.fal.now() + ttl)
             return self._send(200, {})
         if path.endswith("/cancel") and "/requests/" in path:
             if not self._key_ok():
                 return self._error(401)
-            job = self.fal.jobs.get(path.split("/requests/", 1)[1].split("/")[0])
+            job, _ = self._job_at(path)
             if job is None:
                 return self._error(404, "Request not found")
-            job.cancelled = True
+            if self.fal._state(job) == "COMPLETED":
+                return self._error(400, "Request already completed")  # FAL's ALREADY_COMPLETED
+            job.cancelled_at = job.cancelled_at or self.fal.now() - job.created
             return self._send(202, {"status": "CANCELLATION_REQUESTED"})
         return self._error(404, "Not found")
 
@@ -337,11 +442,13 @@ class _Handler(BaseHTTPRequestHandler):
             if behaviour.upload_failures:
                 return self._error(behaviour.upload_failures.pop(0))
             content_type = self.headers.get("Content-Type", "application/octet-stream")
-            return self._send(200, {"access_url": self.fal.store(raw, content_type)})
+            ttl = lifecycle_seconds(self.headers.get("X-Fal-Object-Lifecycle"))
+            return self._send(200, {"access_url": self.fal.store(raw, content_type, ttl_s=ttl)})
         if path == "/storage/upload/initiate":
             if not self._key_ok():
                 return self._error(401)
             file_id = f"{uuid.uuid4().hex}.jpg"
+            self.fal.pending_uploads[file_id] = lifecycle_seconds(self.headers.get("X-Fal-Object-Lifecycle-Preference"))
             return self._send(200, {"upload_url": f"{self.fal.url}/uploads/{file_id}", "file_url": f"{self.fal.url}/files/{file_id}"})
         return self._submit(path, body)
 
@@ -353,72 +460,55 @@ class _Handler(BaseHTTPRequestHandler):
         behaviour = self.fal.behaviour
         if behaviour.submit_failures:
             return self._error(behaviour.submit_failures.pop(0))
-        problems = self._validate(body)
-        if problems:
-            return self._error(422, problems)
-        segments = path.strip("/").split("/")
-        owner, alias = segments[0], segments[1]
+        app = path.strip("/")
+        if app not in MODELS:
+            return self._error(404, f"Application '{app}' not found")
         request_id = uuid.uuid4().hex
-        job = Job(request_id, "/".join(segments), body, time.monotonic())
+        # The input is not checked here: FAL queues it, the runner validates it (see _result).
+        job = Job(request_id, app, body if isinstance(body, dict) else {"_raw": body}, self.fal.now(),
+                  output_ttl_s=lifecycle_seconds(self.headers.get("X-Fal-Object-Lifecycle-Preference")),
+                  store_io=self.headers.get("X-Fal-Store-IO") != "0")
         with self.fal._lock:
             self.fal.jobs[request_id] = job
-        base = f"{self.fal.url}/{owner}/{alias}/requests/{request_id}"
+        base = f"{self.fal.url}/{job.owner_alias}/requests/{request_id}"
         return self._send(200, {"request_id": request_id, "status_url": base + "/status", "response_url": base,
-                                "cancel_url": base + "/cancel", "queue_position": 0})
-
-    def _validate(self, body: Any) -> list[dict[str, Any]]:
-        """The model's input schema, answered like FAL's pydantic validation."""
-        if not isinstance(body, dict):
-            return [{"loc": ["body"], "msg": "Input should be a valid dictionary", "type": "dict_type"}]
-        problems = []
-        for name in ("prompt", "image_urls"):
-            if name not in body:
-                problems.append({"loc": ["body", name], "msg": "Field required", "type": "missing"})
-        if "prompt" in body and not (isinstance(body["prompt"], str) and body["prompt"].strip()):
-            problems.append({"loc": ["body", "prompt"], "msg": "String should have at least 1 character", "type": "string_too_short"})
-        urls = body.get("image_urls")
-        if "image_urls" in body:
-            if not (isinstance(urls, list) and 1 <= len(urls) <= 14 and all(isinstance(u, str) for u in urls)):
-                problems.append({"loc": ["body", "image_urls"], "msg": "Input should be a list of 1 to 14 URLs", "type": "list_type"})
-            else:
-                for i, url in enumerate(urls):
-                    if self.fal.file_for(url) is None:
-                        problems.append({"loc": ["body", "image_urls", i], "msg": f"Could not download the image at {url[:80]}", "type": "file_download_error"})
-        if body.get("output_format", "png") not in ("jpeg", "png", "webp"):
-            problems.append({"loc": ["body", "output_format"], "msg": "Input should be 'jpeg', 'png' or 'webp'", "type": "enum"})
-        if not 1 <= int(body.get("num_images", 1)) <= 4:
-            problems.append({"loc": ["body", "num_images"], "msg": "Input should be between 1 and 4", "type": "range"})
-        return problems
-
-    def _state(self, job: Job) -> str:
-        behaviour = self.fal.behaviour
-        elapsed = time.monotonic() - job.created
-        if job.cancelled:
-            return "CANCELLED"
-        if elapsed < behaviour.queue_s:
-            return "IN_QUEUE"
-        if behaviour.hang or elapsed < behaviour.queue_s + behaviour.latency_s:
-            return "IN_PROGRESS"
-        return "COMPLETED"
+                                "cancel_url": base + "/cancel", "queue_position": self.fal.position(job)})
 
     def _status(self, job: Job):
-        state = self._state(job)
+        behaviour = self.fal.behaviour
+        if behaviour.status_hang_s:
+            time.sleep(behaviour.status_hang_s)
+        if behaviour.status_failures:
+            return self._error(behaviour.status_failures.pop(0))
+        state = self.fal._state(job)
         if state == "IN_QUEUE":
-            return self._send(200, {"status": "IN_QUEUE", "queue_position": 0, "response_url": ""})
+            return self._send(202, {"status": "IN_QUEUE", "queue_position": self.fal.position(job), "response_url": ""})
         if state == "IN_PROGRESS":
-            return self._send(200, {"status": "IN_PROGRESS", "logs": []})
-        body = {"status": "COMPLETED", "logs": [], "metrics": {"inference_time": self.fal.behaviour.latency_s}}
-        if state == "CANCELLED":
-            body["error"] = "Request was cancelled"
-        elif self.fal.behaviour.completed_error:
-            body["error"] = self.fal.behaviour.completed_error
+            return self._send(202, {"status": "IN_PROGRESS", "logs": []})
+        body = {"status": "COMPLETED", "logs": [], "metrics": {"inference_time": behaviour.latency_s}}
+        if self.fal.cancelled(job):
+            body.update(error="Request cancelled by client", error_type="client_cancelled")
+        elif behaviour.completed_error:
+            body.update(error=behaviour.completed_error, error_type=behaviour.completed_error_type)
         return self._send(200, body)
 
     def _result(self, job: Job):
-        state = self._state(job)
-        if state not in ("COMPLETED",):
-            return self._error(400, "Request is still in progress" if state != "CANCELLED" else "Request was cancelled")
         behaviour = self.fal.behaviour
+        if behaviour.result_failures:
+            return self._error(behaviour.result_failures.pop(0))
+        if self.fal._state(job) != "COMPLETED":
+            return self._error(400, "Request is still in progress")
+        if self.fal.cancelled(job):
+            return self._error(499, "Request cancelled by client", error_type="client_cancelled")
+        if behaviour.completed_error:
+            status = INFRASTRUCTURE_STATUS.get(behaviour.completed_error_type, 500)
+            return self._error(status, behaviour.completed_error, error_type=behaviour.completed_error_type)
+        problems = validate(MODELS[job.app], job.arguments, self.fal.file_for)
+        if problems:
+            return self._error(422, problems)
+        if behaviour.content_policy:
+            return self._error(422, [{"loc": ["body", "image_urls"], "type": "content_policy_violation",
+                                      "msg": "The content could not be processed because it contained material flagged by a content checker."}])
         if behaviour.no_image:
             return self._send(200, {"images": [], "description": "I could not find a person to dress."})
         if behaviour.broken_url:
@@ -426,6 +516,58 @@ class _Handler(BaseHTTPRequestHandler):
         if job.result is None:
             job.result = self.fal.render(job)
         return self._send(200, job.result)
+
+
+# error_type -> the HTTP status FAL's docs give for it (https://docs.fal.ai/model-apis/errors).
+INFRASTRUCTURE_STATUS = {"runner_disconnected": 503, "runner_server_error": 500, "request_timeout": 504,
+                         "runner_startup_timeout": 504, "internal_error": 500}
+
+
+def lifecycle_seconds(header: str | None) -> float | None:
+    """`{"expiration_duration_seconds": N}` (fal-client's lifecycle JSON) -> N."""
+    try:
+        value = json.loads(header).get("expiration_duration_seconds") if header else None
+    except (ValueError, AttributeError):
+        return None
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def validate(schema: dict[str, dict], body: dict[str, Any], file_for) -> list[dict[str, Any]]:
+    """A model's input checked as FAL's pydantic models check it: [{loc, msg, type}], empty if fine."""
+    problems = []
+
+    def problem(name, msg, kind, where=()):
+        problems.append({"loc": ["body", name, *where], "msg": msg, "type": kind})
+
+    if "_raw" in body:
+        return [{"loc": ["body"], "msg": "Input should be a valid dictionary", "type": "dict_type"}]
+    for name, rule in schema.items():
+        if name not in body:
+            if rule.get("required"):
+                problem(name, "Field required", "missing")
+            continue
+        value = body[name]
+        if value is None and rule.get("nullable"):
+            continue
+        kind = rule["type"]
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            problem(name, f"Input should be a valid {kind.__name__}", f"{kind.__name__}_type")
+            continue
+        if "enum" in rule and value not in rule["enum"]:
+            problem(name, "Input should be " + ", ".join(f"'{v}'" for v in rule["enum"]), "literal_error")
+        if "minimum" in rule and value < rule["minimum"]:
+            problem(name, f"Input should be greater than or equal to {rule['minimum']}", "greater_than_equal")
+        if "maximum" in rule and value > rule["maximum"]:
+            problem(name, f"Input should be less than or equal to {rule['maximum']}", "less_than_equal")
+        if "min_length" in rule and len(value) < rule["min_length"]:
+            problem(name, f"String should have at least {rule['min_length']} characters", "string_too_short")
+        if "max_length" in rule and len(value) > rule["max_length"]:
+            problem(name, f"String should have at most {rule['max_length']} characters", "string_too_long")
+        if name == "image_urls":
+            for i, url in enumerate(value):
+                if not isinstance(url, str) or file_for(url) is None:
+                    problem(name, f"Could not download the image at {str(url)[:80]}", "file_download_error", (i,))
+    return problems
 
 
 def main() -> None:

@@ -142,11 +142,15 @@ def test_a_wrong_key_is_reported_without_the_key(fal_server, tmp_path, person_pn
     assert "sk-wrong-secret-123" not in str(error) and "sk-wrong-secret-123" not in error.message("es")
 
 
-def test_invalid_input_carries_fal_s_detail(service, fal_server, person_png, garment_pngs):
-    fal_server.behaviour.submit_failures = [422]
-    error = error_from(service, person_png, garment_pngs)
-    assert error.code == "provider_rejected_input" and error.http_status == 400
-    assert str(error) == "The model rejected the request: image_urls.0: Could not download the image"
+def test_invalid_input_carries_fal_s_detail_from_the_result_endpoint(fal_settings, fal_server):
+    """FAL queues any input; its runner validates it, and the result call answers 422 with the detail list."""
+    provider = build_provider(fal_settings)
+    gone = f"{fal_server.url}/files/never-uploaded.jpg"
+    with pytest.raises(ProviderError) as caught:
+        provider.edit("Dress the person in the garment.", gone, [gone])
+    assert caught.value.code == "provider_rejected_input" and caught.value.http_status == 400
+    assert str(caught.value).startswith("The model rejected the request: image_urls.0: Could not download the image")
+    assert len(fal_server.submits) == 1  # accepted at submit, refused at the result
 
 
 def test_rate_limits_are_retried_by_fal_client(service, fal_server, person_png, garment_pngs):
@@ -184,7 +188,7 @@ def test_a_hung_request_times_out_and_is_cancelled(fal_server, tmp_path, person_
     assert error.code == "provider_timeout" and error.http_status == 504
     assert str(error).startswith("The image provider did not finish within 1.5 s")
     assert len(fal_server.cancels) == 1
-    assert fal_server.jobs[fal_server.cancels[0].path.split("/requests/")[1].split("/")[0]].cancelled
+    assert fal_server.jobs[fal_server.cancels[0].path.split("/requests/")[1].split("/")[0]].cancelled_at is not None
 
 
 def test_no_image_is_the_seed_s_most_common_failure(service, fal_server, person_png, garment_pngs):
@@ -199,10 +203,11 @@ def test_a_broken_result_url(service, fal_server, person_png, garment_pngs):
     assert error.code == "bad_result_image" and "HTTP 404" in str(error)
 
 
-def test_a_failed_generation(service, fal_server, person_png, garment_pngs):
-    fal_server.behaviour.completed_error = "Content policy violation"
+def test_an_infrastructure_failure_is_an_outage_not_a_rejected_input(service, fal_server, person_png, garment_pngs):
+    fal_server.behaviour.completed_error = "Runner disconnected"
     error = error_from(service, person_png, garment_pngs)
-    assert str(error) == "The model rejected the request: Content policy violation"
+    assert error.code == "provider_failed" and error.http_status == 502
+    assert str(error) == "The image provider failed: Runner disconnected (runner_disconnected)"
 
 
 def test_an_unreachable_provider(tmp_path, person_png, monkeypatch):

@@ -50,6 +50,13 @@ def _valid_chain(value: str) -> bool:
     return len(set(names)) == len(names) and all(name in REMOTE_PROVIDERS for name in names)
 
 
+def _boolean(text: str) -> bool:
+    words = {"1": True, "true": True, "yes": True, "0": False, "false": False, "no": False}
+    if text.strip().lower() not in words:
+        raise ValueError(text)  # _parse turns it into a ConfigError naming the variable
+    return words[text.strip().lower()]
+
+
 def _duration_seconds(text: str) -> int:
     """'3600', '90m', '12h', '1d' -> seconds."""
     text = text.strip().lower()
@@ -83,6 +90,7 @@ class Settings:
     upload_ttl_s: int = 86400  # photos of people expire from provider storage after a day
     fal_rest_url: str = "https://rest.fal.ai"  # storage tokens and upload initiation
     fal_cdn_url: str = "https://v3.fal.media"  # CDN uploads
+    fal_store_io: bool = False  # let FAL keep request/response payloads (its default: 30 days); off: X-Fal-Store-IO: 0
     redis_url: str | None = field(default=None, repr=False)  # may hold a password
     workers: int = 16  # in-app worker threads (they mostly wait on the provider) for async jobs (0: only external `python -m tryon.worker`)
     job_ttl_s: int = 86400
@@ -193,6 +201,7 @@ class Settings:
             env, "TRYON_FAL_CDN_URL", "https://v3.fal.media", lambda s: s.rstrip("/"), lambda v: v.startswith("https://"),
             "an https:// URL",
         )
+        fal_store_io = _parse(env, "TRYON_FAL_STORE_IO", False, _boolean, lambda v: True, "1 or 0 (true or false)")
         redis_url = _parse(
             env, "REDIS_URL", None, str, lambda v: v.startswith(("redis://", "rediss://", "unix://")),
             "a redis://, rediss:// or unix:// URL",
@@ -223,8 +232,7 @@ class Settings:
         )
         queue_size = _parse(env, "TRYON_QUEUE_SIZE", 64, int, lambda v: 1 <= v <= 10_000, "a whole number from 1 to 10000")
         concurrency = _parse(env, "TRYON_CONCURRENCY", 4, int, lambda v: 1 <= v <= 256, "a whole number from 1 to 256")
-        mcp = _parse(env, "TRYON_MCP", True, lambda s: {"1": True, "true": True, "yes": True, "0": False, "false": False, "no": False}[s.lower()],
-                     lambda v: True, "true or false")
+        mcp = _parse(env, "TRYON_MCP", True, _boolean, lambda v: True, "true or false")
         shutdown_grace_s = _parse(env, "TRYON_SHUTDOWN_GRACE", 20.0, float, lambda v: 0 <= v <= 600,
                                   "a number of seconds between 0 and 600")
         return cls(
@@ -248,6 +256,7 @@ class Settings:
             upload_ttl_s=upload_ttl_s,
             fal_rest_url=fal_rest_url,
             fal_cdn_url=fal_cdn_url,
+            fal_store_io=fal_store_io,
             redis_url=redis_url,
             workers=workers,
             job_ttl_s=job_ttl_s,

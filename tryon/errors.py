@@ -142,6 +142,10 @@ MESSAGES: dict[str, dict[str, str]] = {
         "en": "The image provider did not finish within {seconds:.3g} s; the request was cancelled. Please try again.",
         "es": "El proveedor de imágenes no terminó en {seconds:.3g} s; se canceló la petición. Inténtalo de nuevo.",
     },
+    "content_policy": {
+        "en": "The model refused this photo or garment under its content policy. Try another photo of the person (one person, fully clothed, facing the camera) or another picture of the garment.",
+        "es": "El modelo rechazó esta foto o prenda por su política de contenido. Prueba con otra foto de la persona (una sola persona, vestida, de frente) o con otra imagen de la prenda.",
+    },
     "no_image_returned": {
         "en": "The model returned no image. Use a clear photo of one person and a recognisable garment on a plain background, then try again (the model may also be overloaded).",
         "es": "El modelo no devolvió ninguna imagen. Usa una foto clara de una sola persona y una prenda reconocible sobre fondo liso, e inténtalo de nuevo (el modelo también puede estar sobrecargado).",

@@ -7,7 +7,15 @@
   gives us a request id to cancel when our deadline passes, which a blocking
   call cannot.
 - fal-client already retries 408/409/429, transport errors and ingress
-  502/503/504 (up to 10 attempts with backoff); we add no retry loop of ours.
+  502/503/504 (up to 10 attempts with backoff); we add no retry loop of ours,
+  but we never wait for those retries past our deadline (deadline.call_before),
+  and the deadline is also sent as `start_timeout` (X-Fal-Request-Timeout).
+- Failures are read where FAL reports them: an infrastructure failure is a
+  COMPLETED status with `error`/`error_type` (an outage: the chain fails over);
+  a bad input or a content-policy refusal is a 422 from the result endpoint.
+- Every model call asks FAL to expire its outputs with the upload TTL
+  (X-Fal-Object-Lifecycle-Preference) and, unless TRYON_FAL_STORE_IO=1, not to
+  keep the request and response payloads (X-Fal-Store-IO: 0).
 - The environment points everything elsewhere without code changes:
   FAL_RUN_HOST / FAL_QUEUE_RUN_HOST (read by fal-client at import),
   TRYON_FAL_REST_URL / TRYON_FAL_CDN_URL (fal-client's storage hosts, which it
@@ -16,6 +24,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from typing import Any, Sequence
@@ -26,12 +35,15 @@ from ..config import Settings
 from ..errors import ProviderError
 from ..images import NormalizedImage
 from .base import EditOptions, EditResult
+from .deadline import DeadlinePassed, call_before
 from .download import ResultDownloader
 from .errors import error_for, redact
 
 log = logging.getLogger(__name__)
 
 POLL_INTERVAL_S = 0.1  # what fal-client's own subscribe() uses
+CANCEL_WAIT_S = 2.0  # how long a timed-out caller waits to learn what the cancel did
+MIN_START_TIMEOUT_S = 1.0  # fal-client refuses a start_timeout of 1 s or less
 MODEL_OPTIONS = {"num_images": 1, "aspect_ratio": "auto", "resolution": "1K", "output_format": "jpeg"}
 
 
@@ -59,6 +71,12 @@ def _detail_text(detail: Any) -> str:
     return str(detail)[:300]
 
 
+def _refused_by_policy(detail: Any) -> bool:
+    """FAL's 422 for a content-policy refusal: a `detail` item of type content_policy_violation."""
+    items = detail if isinstance(detail, list) else []
+    return any(isinstance(item, dict) and item.get("type") == "content_policy_violation" for item in items)
+
+
 class FalProvider:
     name = "fal"
     is_preview = False
@@ -73,6 +91,7 @@ class FalProvider:
         self.model = settings.fal_model
         self.label = f"FAL · {settings.fal_model}"
         self.upload_ttl_s = settings.upload_ttl_s
+        self.store_io = settings.fal_store_io
         self.timeout_s = settings.request_timeout_s
         self.client = fal_client.SyncClient(key=settings.fal_key, default_timeout=settings.request_timeout_s)
         self._lifecycle = fal_client.client.StorageSettings(expires_in=settings.upload_ttl_s)
@@ -93,31 +112,62 @@ class FalProvider:
     def edit(self, prompt: str, person: str, garments: Sequence[str], timeout_s: float | None = None,
              options: EditOptions | None = None) -> EditResult:
         started = time.perf_counter()
-        request_id = self.submit_edit(prompt, person, garments, options)
-        return self.await_edit(request_id, self.timeout_s if timeout_s is None else timeout_s, started=started)
+        timeout_s = self.timeout_s if timeout_s is None else timeout_s
+        deadline = time.monotonic() + timeout_s
+        request_id = self.submit_edit(prompt, person, garments, options, deadline=deadline)
+        return self.await_edit(request_id, timeout_s, started=started, deadline=deadline)
 
     # -- resumable halves of edit(): an async job records the request id in between ----------
 
-    def submit_edit(self, prompt: str, person: str, garments: Sequence[str], options: EditOptions | None = None) -> str:
-        """Queue one generation at FAL; returns its request id."""
+    def model_headers(self) -> dict[str, str]:
+        """Sent with every model call: outputs expire with our uploads; payloads are not kept."""
+        headers = {"X-Fal-Object-Lifecycle-Preference": json.dumps({"expiration_duration_seconds": self.upload_ttl_s})}
+        if not self.store_io:
+            headers["X-Fal-Store-IO"] = "0"
+        return headers
+
+    def submit_edit(self, prompt: str, person: str, garments: Sequence[str], options: EditOptions | None = None,
+                    deadline: float | None = None) -> str:
+        """Queue one generation at FAL; returns its request id. FAL drops it if it has not started
+        by the deadline (start_timeout), so a request we gave up on is not run and billed later."""
         arguments = {"prompt": prompt, "image_urls": [person, *garments], **MODEL_OPTIONS}
         if options is not None:
             arguments.update(num_images=options.num_images, aspect_ratio=options.aspect_ratio, resolution=options.resolution)
+        deadline = time.monotonic() + self.timeout_s if deadline is None else deadline
+        start_timeout = deadline - time.monotonic()
+        extra = {"start_timeout": round(start_timeout, 1)} if start_timeout > MIN_START_TIMEOUT_S else {}
+        def submit() -> str:
+            return self.client.submit(self.model, arguments, headers=self.model_headers(), **extra).request_id
+
+        def cancel_late(request_id: str) -> None:  # fal-client's retries got it in after we gave up
+            log.warning("FAL request %s was created after its deadline; cancel: %s", request_id,
+                        self._cancel(self.client.get_handle(self.model, request_id)))
+
         try:
-            return self.client.submit(self.model, arguments).request_id
+            return call_before(deadline, submit, "fal-submit", on_late=cancel_late)
+        except DeadlinePassed:
+            raise ProviderError("provider_timeout", http_status=504, seconds=self.timeout_s) from None
         except Exception as error:
             raise self._map_error(error) from None
 
-    def await_edit(self, request_id: str, timeout_s: float, started: float | None = None, on_poll=None) -> EditResult:
-        """Wait for a queued generation (ours or one a dead worker started) and return its image."""
+    def await_edit(self, request_id: str, timeout_s: float, started: float | None = None, on_poll=None,
+                   deadline: float | None = None) -> EditResult:
+        """Wait for a queued generation (ours or one a dead worker started) and return its image.
+        No fal-client call (with its own retries) keeps us past the deadline (`timeout_s` from now,
+        unless edit() passes the one its submit already counted against)."""
         started = time.perf_counter() if started is None else started
         handle = self.client.get_handle(self.model, request_id)
-        deadline = time.monotonic() + timeout_s
+        deadline = time.monotonic() + max(0.0, timeout_s) if deadline is None else deadline
         try:
-            status = self._wait(handle, deadline, timeout_s, on_poll)
+            status = self._wait(handle, deadline, on_poll)
             if getattr(status, "error", None):
-                raise ProviderError("provider_rejected_input", detail=self._redact(_detail_text(status.error)))
-            output = self.client.result(self.model, request_id)
+                # An infrastructure failure ("Runner disconnected", "Request timed out"): an outage, not our input.
+                raise ProviderError("provider_failed", reason=self._redact(f"{status.error} ({status.error_type or 'error'})")[:200])
+            output = call_before(deadline, lambda: self.client.result(self.model, request_id), "fal-result")
+        except DeadlinePassed:
+            outcome = self._cancel(handle)
+            log.warning("FAL request %s passed its %.1f s deadline; cancel: %s", request_id, timeout_s, outcome)
+            raise ProviderError("provider_timeout", http_status=504, seconds=timeout_s, cancel=outcome) from None
         except ProviderError:
             raise
         except Exception as error:
@@ -133,25 +183,28 @@ class FalProvider:
 
     # -- helpers --------------------------------------------------------------------------
 
-    def _wait(self, handle, deadline: float, timeout_s: float, on_poll=None):
-        """Poll until the request completes; past the deadline, cancel it at FAL and give up."""
+    def _wait(self, handle, deadline: float, on_poll=None):
+        """Poll until the request completes; DeadlinePassed when the deadline comes first,
+        even in the middle of a status call that fal-client is still retrying."""
         while True:
             if on_poll is not None:
                 on_poll()  # an async job's heartbeat: "this worker is alive"
-            status = handle.status()
+            status = call_before(deadline, handle.status, "fal-status")
             if isinstance(status, self._fal.Completed):
                 return status
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                self._cancel(handle)
-                raise ProviderError("provider_timeout", http_status=504, seconds=timeout_s)
-            time.sleep(min(POLL_INTERVAL_S, remaining))
+            time.sleep(max(0.0, min(POLL_INTERVAL_S, deadline - time.monotonic())))
 
-    def _cancel(self, handle) -> None:
+    def _cancel(self, handle) -> str:
+        """Ask FAL to cancel; what it said. A running request only gets a signal and may still
+        finish (and be billed); one that already finished answers 400."""
         try:
-            handle.cancel()
-        except Exception as error:  # the request may have finished meanwhile; nothing more to do
-            log.warning("could not cancel FAL request %s: %s", handle.request_id, type(error).__name__)
+            call_before(time.monotonic() + CANCEL_WAIT_S, handle.cancel, "fal-cancel")
+            return "cancellation requested"
+        except DeadlinePassed:
+            return "no answer to the cancel"
+        except Exception as error:
+            status = getattr(error, "status_code", None)
+            return {400: "already completed", 404: "not found"}.get(status, f"cancel failed ({type(error).__name__})")
 
     def _redact(self, text: str) -> str:
         return redact(text, self._key)
@@ -163,5 +216,8 @@ class FalProvider:
         status = getattr(error, "status_code", None)
         if status is None and isinstance(error, httpx.HTTPStatusError):
             status = error.response.status_code  # the CDN token request raises plain httpx errors
-        detail = self._redact(_detail_text(getattr(error, "message", None) or ""))
+        raw = getattr(error, "message", None) or ""
+        if status == 422 and _refused_by_policy(raw):
+            return ProviderError("content_policy", http_status=400)
+        detail = self._redact(_detail_text(raw))
         return error_for(status, error, detail=detail, variable=self.key_variable, timeout_s=self.timeout_s, vendor="FAL")
