@@ -98,6 +98,23 @@ def test_a_rejected_input_is_not_an_outage(tmp_path, fal_server, replicate_serve
     assert caught.value.code == "provider_rejected_input" and replicate_server.predictions == []
 
 
+def test_a_content_policy_refusal_is_not_an_outage(tmp_path, fal_server, replicate_server, person_png, garment_pngs):
+    fal_server.behaviour.content_policy = True
+    with pytest.raises(ProviderError) as caught:
+        chain_service(tmp_path, fal_server, replicate_server).try_on_sync(person_png, garment_pngs[:1])
+    assert caught.value.code == "content_policy" and replicate_server.predictions == []
+
+
+def test_a_fal_infrastructure_failure_moves_the_request_to_replicate(tmp_path, fal_server, replicate_server, person_png, garment_pngs):
+    """COMPLETED with error + error_type ("Runner disconnected") is FAL failing, not our input."""
+    fal_server.behaviour.completed_error = "Runner disconnected"
+    result = chain_service(tmp_path, fal_server, replicate_server).try_on_sync(person_png, garment_pngs[:2])
+    timings = result.timings
+    assert timings["provider"] == "replicate" and [f["provider"] for f in timings["failover"]] == ["fal", "fal"]
+    assert timings["failover"][0]["reason"] == "provider_failed: The image provider failed: Runner disconnected (runner_disconnected)"
+    assert len(replicate_server.predictions) == 2
+
+
 def test_when_every_provider_fails_the_message_names_each(tmp_path, fal_server, replicate_server, person_png, garment_pngs):
     fal_server.behaviour.submit_failures = [500]
     replicate_server.behaviour.submit_failures = [503]
@@ -163,6 +180,15 @@ def test_an_async_job_fails_over_at_submit_and_records_its_provider(chain_jobs, 
     assert record.timings["provider"] == "replicate" and record.timings["failover"][0]["provider"] == "fal"
     (prediction,) = replicate_server.predictions  # one call with every garment
     assert len(prediction.body["input"]["image_input"]) == 3
+
+
+def test_an_async_job_whose_fal_runner_fails_is_finished_by_replicate(chain_jobs, fal_server, replicate_server, person_png, garment_pngs):
+    fal_server.behaviour.completed_error, fal_server.behaviour.completed_error_type = "Request timed out", "request_timeout"
+    job = chain_jobs.submit_job(person_png, garment_pngs[:2])
+    answer = wait_for(chain_jobs, job.job_id)
+    assert answer["status"] == "done"
+    record = chain_jobs.queue.get(job.job_id)
+    assert record.provider == "replicate" and "Request timed out (request_timeout)" in record.timings["failover"][0]["reason"]
 
 
 def test_an_outage_while_waiting_moves_the_job_and_records_the_new_request(chain_jobs, fal_server, replicate_server, person_png, garment_pngs):

@@ -50,7 +50,7 @@ def test_replicate_uploads_through_its_files_api_and_polls_a_prediction(replicat
     for n, request in enumerate(created):
         model_input = request.body["input"]
         assert set(model_input) == {"prompt", "image_input", "output_format", "aspect_ratio"} and "Figure 2" in model_input["prompt"]
-        assert model_input["aspect_ratio"] == "3:4"  # the person photo's shape
+        assert model_input["aspect_ratio"] == "match_input_image"  # "same as the person photo", in the model's words
         assert all(u.startswith(replicate_server.url + "/v1/files/") for u in model_input["image_input"][n > 0:])
         assert request.headers["authorization"] == f"Bearer {replicate_server.token}"
         assert "prefer" not in request.headers  # no blocking wait: created, then polled
@@ -65,6 +65,33 @@ def test_a_pinned_replicate_version_uses_the_versioned_endpoint(replicate_server
     service.try_on_sync(person_png, garment_pngs[:1])
     (request,) = replicate_server.predictions
     assert request.path == "/v1/predictions" and request.body["version"].startswith("5c7d5dc6")
+
+
+@pytest.mark.parametrize("model, aspect, resolution, sent", [
+    ("google/nano-banana", "same", "1K", {"aspect_ratio": "match_input_image"}),  # no resolution: it takes none
+    ("google/nano-banana", "3:4", "4K", {"aspect_ratio": "3:4"}),
+    ("google/nano-banana-pro", "same", "1K", {"aspect_ratio": "match_input_image", "resolution": "1K"}),  # not its 2K default
+    ("google/nano-banana-pro", "16:9", "4K", {"aspect_ratio": "16:9", "resolution": "4K"}),
+])
+def test_replicate_gets_aspect_ratio_and_resolution_in_each_model_s_words(replicate_server, tmp_path, person_png, garment_pngs,
+                                                                          model, aspect, resolution, sent):
+    from tryon.outfit import Outfit
+
+    service = make_service(replicate_server, tmp_path, TRYON_REPLICATE_MODEL=model)
+    service.try_on_sync(person_png, garment_pngs[:1], outfit=Outfit.parse(aspect_ratio=aspect, resolution=resolution))
+    (prediction,) = replicate_server.predictions
+    chosen = {k: v for k, v in prediction.body["input"].items() if k in ("aspect_ratio", "resolution")}
+    assert chosen == sent
+
+
+def test_the_replicate_server_refuses_what_the_model_s_schema_does_not_take(replicate_server, tmp_path, person_png, garment_pngs):
+    from tryon.providers.base import EditOptions
+
+    service = make_service(replicate_server, tmp_path, TRYON_REPLICATE_MODEL="google/nano-banana-pro")
+    person, garment = service.upload(person_png).ref, service.upload(garment_pngs[0]).ref
+    with pytest.raises(ProviderError) as caught:
+        service.provider.edit("Dress the person.", person, [garment], options=EditOptions(resolution="8K"))
+    assert caught.value.code == "provider_rejected_input" and "resolution must be one of" in str(caught.value)
 
 
 def test_replicate_validation_errors_carry_its_detail(replicate_server, tmp_path, person_png, garment_pngs):

@@ -169,6 +169,16 @@ class VendorServer:
         raise NotImplementedError
 
 
+# The enums of Replicate's google models (their API schemas on replicate.com, 2026; docs/PROVIDERS.md):
+# nano-banana takes no resolution; nano-banana-pro does, and defaults to 2K.
+_RATIOS = ["match_input_image", "1:1", "2:3", "3:2", "3:4", "4:3", "4:5", "5:4", "9:16", "16:9", "21:9"]
+REPLICATE_SCHEMAS = {
+    "google/nano-banana": {"aspect_ratio": _RATIOS, "output_format": ["jpg", "png"]},
+    "google/nano-banana-pro": {"aspect_ratio": _RATIOS, "output_format": ["jpg", "png"], "resolution": ["1K", "2K", "4K"],
+                               "safety_filter_level": ["block_low_and_above", "block_medium_and_above", "block_only_high"]},
+}
+
+
 class ReplicateTestServer(VendorServer):
     frame = REPLICATE_FRAME
 
@@ -246,9 +256,13 @@ class ReplicateTestServer(VendorServer):
                 problems.append("input.image_input: Invalid type. Expected: array of URIs")
             else:
                 problems += [f"input.image_input.{i}: could not fetch the file" for i, u in enumerate(images) if self.read_url(u) is None]
+        model = path.removeprefix("/v1/models/").removesuffix("/predictions") if path.startswith("/v1/models/") else ""
+        if isinstance(model_input, dict):
+            for name, allowed in REPLICATE_SCHEMAS.get(model, {}).items():
+                if name in model_input and model_input[name] not in allowed:
+                    problems.append(f"input.{name}: {name} must be one of the following: " + ", ".join(f'"{v}"' for v in allowed))
         if problems:
             return self.problem(handler, 422, "- " + "\n- ".join(problems), "Input validation failed")
-        model = path.removeprefix("/v1/models/").removesuffix("/predictions") if path.startswith("/v1/models/") else ""
         work = Work(uuid.uuid4().hex[:20], model_input, time.monotonic(), model=model, version=body.get("version", ""))
         with self.lock:
             self.work[work.id] = work

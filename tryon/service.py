@@ -251,7 +251,8 @@ class TryOnService:
             prompts.append(prompt)
             # Variants come from the last step: the earlier ones build the outfit they share.
             options = EditOptions(num_images=outfit.num_images if step == len(specs) else 1, aspect_ratio=aspect_ratio,
-                                  resolution=outfit.resolution, categories=(spec.category,))
+                                  same_as_person=outfit.aspect_ratio == "same", resolution=outfit.resolution,
+                                  categories=(spec.category,))
             try:
                 if remaining <= 0:
                     raise ProviderError("provider_timeout")
@@ -410,6 +411,7 @@ class TryOnService:
         prompt = outfit_prompt(specs)
         chosen = job.timings.get("options") or {}
         options = EditOptions(num_images=int(chosen.get("num_images", 1)), aspect_ratio=chosen.get("aspect_ratio_sent", "auto"),
+                              same_as_person=chosen.get("aspect_ratio") == "same",
                               resolution=chosen.get("resolution", "1K"), categories=tuple(s.category for s in specs))
         timeout = self.settings.request_timeout_s
         resumed = bool(job.provider_request_id)

@@ -21,6 +21,7 @@ class EditOptions:
 
     num_images: int = 1
     aspect_ratio: str = "auto"  # "auto" (the model's choice) or "3:4", "1:1", ...
+    same_as_person: bool = False  # the user asked for the person photo's shape (aspect_ratio is its nearest ratio)
     resolution: str = "1K"
     categories: tuple[str, ...] = ()
 

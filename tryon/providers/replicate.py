@@ -34,6 +34,22 @@ MAX_FAILED_POLLS = 3
 MODEL_OPTIONS = {"output_format": "jpg"}
 
 
+def model_options(model: str, options: EditOptions | None) -> dict[str, str]:
+    """Our options in the words of Replicate's google/nano-banana models (their API schemas):
+    both take aspect_ratio, where "match_input_image" is what "same as the person photo" means;
+    only -pro takes resolution (its default is 2K: leaving it out would bill a 1K choice at 2K)."""
+    if options is None:
+        return {}
+    chosen = {}
+    if options.same_as_person:
+        chosen["aspect_ratio"] = "match_input_image"
+    elif options.aspect_ratio != "auto":
+        chosen["aspect_ratio"] = options.aspect_ratio
+    if model.partition(":")[0].endswith("-pro"):
+        chosen["resolution"] = options.resolution
+    return chosen
+
+
 class _DeadlineTransport(httpx.HTTPTransport):
     """Raises a timeout instead of sending once the calling thread's deadline has passed."""
 
@@ -105,9 +121,7 @@ class ReplicateProvider:
     def submit_edit(self, prompt: str, person: str, garments: Sequence[str], options: EditOptions | None = None) -> str:
         """Create the predictions (one per result asked for: the model makes one image per
         prediction); returns their ids joined with "+"."""
-        arguments = {"prompt": prompt, "image_input": [person, *garments], **MODEL_OPTIONS}
-        if options is not None and options.aspect_ratio != "auto":
-            arguments["aspect_ratio"] = options.aspect_ratio
+        arguments = {"prompt": prompt, "image_input": [person, *garments], **MODEL_OPTIONS, **model_options(self.model, options)}
         owner_name, _, version = self.model.partition(":")
         ids = []
         try:
