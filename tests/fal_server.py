@@ -111,6 +111,7 @@ class Behaviour:
     completed_error: str | None = None  # infrastructure failure: COMPLETED with this error ...
     completed_error_type: str = "runner_disconnected"  # ... and this error_type (FAL's snake_case values)
     content_policy: bool = False  # the model refuses: the result is 422 content_policy_violation
+    no_media_generated: bool = False  # the model made nothing: the result is 422 no_media_generated
     status_failures: list[int] = field(default_factory=list)  # statuses for the next status polls, one each
     result_failures: list[int] = field(default_factory=list)  # statuses for the next result fetches, one each
     status_hang_s: float = 0.0  # every status poll waits this long before answering
@@ -134,6 +135,7 @@ class Job:
     arguments: dict[str, Any]
     created: float
     output_ttl_s: float | None = None  # from X-Fal-Object-Lifecycle-Preference
+    start_timeout_s: float | None = None  # from X-Fal-Request-Timeout: time allowed to start running
     store_io: bool = True  # X-Fal-Store-IO: 0 asks FAL not to keep the payloads
     cancelled_at: float | None = None  # elapsed seconds when the cancel came
     result: dict[str, Any] | None = None
@@ -467,7 +469,8 @@ class _Handler(BaseHTTPRequestHandler):
         # The input is not checked here: FAL queues it, the runner validates it (see _result).
         job = Job(request_id, app, body if isinstance(body, dict) else {"_raw": body}, self.fal.now(),
                   output_ttl_s=lifecycle_seconds(self.headers.get("X-Fal-Object-Lifecycle-Preference")),
-                  store_io=self.headers.get("X-Fal-Store-IO") != "0")
+                  store_io=self.headers.get("X-Fal-Store-IO") != "0",
+                  start_timeout_s=float(self.headers["X-Fal-Request-Timeout"]) if self.headers.get("X-Fal-Request-Timeout") else None)
         with self.fal._lock:
             self.fal.jobs[request_id] = job
         base = f"{self.fal.url}/{job.owner_alias}/requests/{request_id}"
@@ -481,6 +484,10 @@ class _Handler(BaseHTTPRequestHandler):
         if behaviour.status_failures:
             return self._error(behaviour.status_failures.pop(0))
         state = self.fal._state(job)
+        if state == "IN_QUEUE" and job.start_timeout_s is not None and self.fal.now() - job.created > job.start_timeout_s:
+            # start_timeout passed before a runner took it: FAL drops it (fal-client never retries this 504).
+            return self._send(504, {"detail": "Request timed out before it started"},
+                              headers={"X-Fal-Request-Timeout-Type": "user", "x-fal-request-id": job.request_id})
         if state == "IN_QUEUE":
             return self._send(202, {"status": "IN_QUEUE", "queue_position": self.fal.position(job), "response_url": ""})
         if state == "IN_PROGRESS":
@@ -509,6 +516,9 @@ class _Handler(BaseHTTPRequestHandler):
         if behaviour.content_policy:
             return self._error(422, [{"loc": ["body", "image_urls"], "type": "content_policy_violation",
                                       "msg": "The content could not be processed because it contained material flagged by a content checker."}])
+        if behaviour.no_media_generated:
+            return self._error(422, [{"loc": ["body"], "type": "no_media_generated",
+                                      "msg": "The model did not generate the expected output for this prompt."}])
         if behaviour.no_image:
             return self._send(200, {"images": [], "description": "I could not find a person to dress."})
         if behaviour.broken_url:

@@ -82,9 +82,20 @@ def test_an_infrastructure_failure_is_completed_with_error_and_is_an_outage(prov
     assert error.code == "provider_failed" and f"{text} ({error_type})" in str(error)
 
 
-def test_no_image_in_a_200_keeps_the_seed_s_message(provider, fal_server, refs):
-    fal_server.behaviour.no_image = True
+@pytest.mark.parametrize("flag", ["no_image", "no_media_generated"])
+def test_no_image_keeps_the_seed_s_message(provider, fal_server, refs, flag):
+    """A 200 with no image, or FAL's 422 no_media_generated: the model made nothing."""
+    setattr(fal_server.behaviour, flag, True)
     assert raised(lambda: provider.edit(PROMPT, refs[0], [refs[1]])).code == "no_image_returned"
+
+
+def test_a_request_still_queued_when_its_start_timeout_passes_is_dropped_by_fal(provider, fal_server, refs):
+    fal_server.behaviour.queue_s = 30
+    request_id = provider.submit_edit(PROMPT, refs[0], [refs[1]], deadline=time.monotonic() + 2.2)  # start_timeout 2.2 s
+    started = time.monotonic()
+    error = raised(lambda: provider.await_edit(request_id, 10))
+    assert error.code == "provider_timeout" and 1.5 < time.monotonic() - started < 4
+    assert fal_server.cancels == []  # FAL answered 504 with X-Fal-Request-Timeout-Type: it dropped the request itself
 
 
 # --- polls that fail or hang -------------------------------------------------------------------

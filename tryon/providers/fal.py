@@ -71,10 +71,10 @@ def _detail_text(detail: Any) -> str:
     return str(detail)[:300]
 
 
-def _refused_by_policy(detail: Any) -> bool:
-    """FAL's 422 for a content-policy refusal: a `detail` item of type content_policy_violation."""
+def _detail_types(detail: Any) -> set[str]:
+    """The `type`s in FAL's 422 `detail` list (content_policy_violation, no_media_generated, ...)."""
     items = detail if isinstance(detail, list) else []
-    return any(isinstance(item, dict) and item.get("type") == "content_policy_violation" for item in items)
+    return {item.get("type") for item in items if isinstance(item, dict) and isinstance(item.get("type"), str)}
 
 
 class FalProvider:
@@ -217,7 +217,13 @@ class FalProvider:
         if status is None and isinstance(error, httpx.HTTPStatusError):
             status = error.response.status_code  # the CDN token request raises plain httpx errors
         raw = getattr(error, "message", None) or ""
-        if status == 422 and _refused_by_policy(raw):
+        if status == 422 and _detail_types(raw) & {"content_policy_violation"}:
             return ProviderError("content_policy", http_status=400)
+        if status == 422 and _detail_types(raw) & {"no_media_generated"}:
+            return ProviderError("no_image_returned")
+        headers = getattr(error, "response_headers", None) or {}
+        if status == 504 and any(k.lower() == "x-fal-request-timeout-type" for k in headers):
+            # Our start_timeout passed while it waited in FAL's queue: FAL dropped it, nothing to cancel.
+            return ProviderError("provider_timeout", http_status=504, seconds=self.timeout_s)
         detail = self._redact(_detail_text(raw))
         return error_for(status, error, detail=detail, variable=self.key_variable, timeout_s=self.timeout_s, vendor="FAL")
