@@ -54,8 +54,11 @@ def test_upload_returns_a_fal_storage_url(client, fal_server, asset_paths):
         ({"no_image": True}, "The model returned no image."),
         ({"submit_failures": [500]}, "The image provider failed (HTTP 500) even after retrying."),
         ({"hang": True}, "The image provider did not finish within 4 s; the request was cancelled."),
+        ({"content_policy": True}, "The model refused this photo or garment under its content policy."),
+        ({"completed_error": "Runner disconnected"}, "The image provider failed: Runner disconnected (runner_disconnected)"),
+        ({"status_hang_s": 10}, "The image provider did not finish within 4 s"),
     ],
-    ids=["no-image", "provider-500", "timeout"],
+    ids=["no-image", "provider-500", "timeout", "content-policy", "runner-disconnected", "hung-status-poll"],
 )
 def test_provider_failures_reach_the_client_as_clear_messages(client, fal_server, asset_paths, fault, message):
     for name, value in fault.items():
@@ -106,3 +109,49 @@ def test_async_job_on_an_external_redis_url_with_one_model_call(client, fal_app,
     external = redis_py.Redis(port=fal_app.redis.port, decode_responses=True)
     assert external.hget(f"tryon:job:{job_id}", "status") == "done"
     assert 0 < external.ttl(f"tryon:job:{job_id}") <= 86400
+
+
+def test_a_content_policy_refusal_reaches_rest_and_mcp_with_its_code(fal_app, fal_server, asset_paths):
+    import base64
+    import json
+
+    import httpx
+
+    from test_mcp import data_url, with_session
+
+    fal_server.behaviour.content_policy = True
+    encoded = {name: base64.b64encode(open(asset_paths[name], "rb").read()).decode()
+               for name in ("person_astronaut", "garment_tshirt_red")}
+    answer = httpx.post(f"{fal_app.url}api/images/generate", timeout=60,
+                        json={"userImage": encoded["person_astronaut"], "garments": [encoded["garment_tshirt_red"]]})
+    assert answer.status_code == 400 and answer.json()["code"] == "content_policy"
+    spanish = httpx.post(f"{fal_app.url}api/images/generate", timeout=60, headers={"Accept-Language": "es"},
+                         json={"userImage": encoded["person_astronaut"], "garments": [encoded["garment_tshirt_red"]]})
+    assert spanish.json()["error"].startswith("El modelo rechazó esta foto o prenda")
+    arguments = {"person": data_url(asset_paths["person_astronaut"]), "garment_1": data_url(asset_paths["garment_tshirt_red"])}
+    result = with_session(fal_app.url, lambda s: s.call_tool("try_on", arguments))
+    assert result.isError and "content policy" in json.dumps([getattr(c, "text", "") for c in result.content])
+
+
+def test_a_fal_runner_failure_is_served_by_replicate_in_the_running_app(tmp_path, fal_server, replicate_server, asset_paths):
+    """TRYON_PROVIDER=fal,replicate: FAL's COMPLETED-with-error moves the try-on to Replicate, through
+    gradio_client and REST alike, and the timing record says why."""
+    import base64
+
+    import httpx
+
+    from conftest import start_app, stop_app
+
+    env = {**fal_server.env(), **replicate_server.env(), "TRYON_PROVIDER": "fal,replicate", "TRYON_BREAKER_FAILURES": "100",
+           "TRYON_REQUEST_TIMEOUT": "20"}
+    app = start_app(tmp_path, env)
+    try:
+        fal_server.behaviour.completed_error = "Runner disconnected"
+        _, timings = try_on(Client(app.url, verbose=False), asset_paths, "garment_tshirt_red")
+        assert timings["provider"] == "replicate" and timings["failover"][0]["provider"] == "fal"
+        assert "Runner disconnected (runner_disconnected)" in timings["failover"][0]["reason"]
+        encoded = [base64.b64encode(open(asset_paths[name], "rb").read()).decode() for name in ("person_astronaut", "garment_jeans_blue")]
+        answer = httpx.post(f"{app.url}api/images/generate", json={"userImage": encoded[0], "garments": encoded[1:]}, timeout=60)
+        assert answer.status_code == 200 and answer.json()["metadata"]["timings"]["provider"] == "replicate"
+    finally:
+        stop_app(app)

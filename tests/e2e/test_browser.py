@@ -218,3 +218,17 @@ def test_photos_with_awkward_names_show_and_run_for_their_owner(page_in, asset_p
     assert page.locator("#result img").evaluate("img => img.naturalWidth") > 0
     assert page.request.get(photo_url).status == 200
     assert page_in().request.get(photo_url).status == 404  # another browser: not its photo
+
+
+@pytest.mark.parametrize("locale, words", [("en-US", "The model refused this photo or garment under its content policy."),
+                                            ("es-ES", "El modelo rechazó esta foto o prenda por su política de contenido.")])
+def test_a_model_refusal_tells_the_visitor_what_to_try(page_in, fal_app, fal_server, asset_paths, snap, locale, words):
+    fal_server.behaviour.content_policy = True
+    page = page_in(locale, app=fal_app)
+    upload(page, "person", asset_paths["person_astronaut"])
+    upload(page, "garment_1", asset_paths["garment_sweater_striped"])
+    page.locator("#try-on").click()
+    message = page.get_by_text(words)
+    message.first.wait_for(timeout=30_000)
+    snap(page, "refused")
+    assert message.first.is_visible()
