@@ -90,17 +90,24 @@ def create_service(settings: Settings):
 
 def create_app(settings: Settings):
     """(fastapi app, runtime): REST routes and /metrics first, then the Gradio page mounted at /."""
+    from tryon.budget import tune_memory
+
+    tune_memory()  # before any thread starts: big images' memory goes back to the system when freed
     service, runtime = create_service(settings)
     import gradio as gr
     from fastapi import FastAPI
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import PlainTextResponse
+    from starlette.exceptions import HTTPException
 
     from tryon import __version__
-    from tryon.access import gradio_auth, key_is_valid
+    from tryon.access import GradioLogins, RateLimiter, gradio_auth, key_is_valid
     from gradio import utils as gr_utils
 
-    from tryon.rest import BodyLimit, build_router, unexpected_error, validation_error
+    from tryon.auth_throttle import AuthThrottle
+    from tryon.body_guard import BodyGuard
+    from tryon.mcp_guard import McpGuard
+    from tryon.rest import build_router, http_error, unexpected_error, validation_error
     from tryon.session_files import SessionFiles
     from tryon.ui import build_demo, launch_options
 
@@ -111,8 +118,10 @@ def create_app(settings: Settings):
         docs_url="/api/docs", openapi_url="/api/openapi.json", redoc_url=None,
     )
     api.add_exception_handler(RequestValidationError, validation_error)
+    api.add_exception_handler(HTTPException, http_error)
     api.add_exception_handler(Exception, unexpected_error)
-    api.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    # Every body capped, and all bodies in flight together bounded (413 / 429 in the seed's shape).
+    api.add_middleware(BodyGuard, max_bytes=settings.max_body_bytes, budget_bytes=settings.body_budget_bytes)
     demo = build_demo(service, redis_description=runtime.redis.description)
     # Uploads and results in gradio's cache are served only to the session they were handed to;
     # the app's own folders (history, embedded Redis) are under the same gate and never handed out.
@@ -147,6 +156,11 @@ def create_app(settings: Settings):
         # launch() gives gradio's MCP bridge the app's own address; under mount it has none and builds
         # its loopback client from the first caller's Host / X-Forwarded-Host, for every later caller.
         demo.mcp_server_obj._local_url = loopback_url()
+    if settings.api_keys or settings.auth_users:
+        # Outermost: MCP needs the login too, and every failed login or key costs the address a token.
+        logins = GradioLogins.mounted_in(api)
+        api.add_middleware(McpGuard, keys=settings.api_keys, logins=logins)
+        api.add_middleware(AuthThrottle, limiter=RateLimiter(settings.auth_failures_per_min), logins=logins)
     return api, runtime
 
 

@@ -6,7 +6,10 @@
   `auth=("api", key)`. TRYON_AUTH adds user:password logins for the page.
 - Keys are compared in constant time, against every key, so timing tells
   nothing about how much of a guess was right.
-- The REST rate limit is a token bucket per client (its key, else its IP).
+- The REST rate limit is a token bucket per client (its key, else its IP); failed logins and
+  failed keys have a bucket of their own per address (`auth_throttle.AuthThrottle`).
+- `GradioLogins` reads gradio's own login session, so routes gradio does not guard itself
+  (its MCP server) can require the same login.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from __future__ import annotations
 import hmac
 import threading
 import time
-from typing import Callable
+from typing import Callable, Mapping
 
 from .config import Settings
 
@@ -27,6 +30,33 @@ def key_is_valid(candidate: object, keys: tuple[str, ...]) -> bool:
     for key in keys:  # no early exit: every key costs the same
         matched |= hmac.compare_digest(given, key.encode())
     return matched
+
+
+def bearer_token(authorization: str | None) -> str | None:
+    """The credentials of an `Authorization: Bearer <token>` header, else None."""
+    scheme, _, token = (authorization or "").strip().partition(" ")
+    return (token.strip() or None) if scheme.lower() == "bearer" else None
+
+
+class GradioLogins:
+    """Who is logged in through gradio's own `/login`: its cookie names a token in the app's table
+    (the same lookup as `get_current_user` in gradio/routes.py)."""
+
+    def __init__(self, gradio_app):
+        self.gradio_app = gradio_app
+
+    @classmethod
+    def mounted_in(cls, parent) -> "GradioLogins":
+        """The gradio app that `gr.mount_gradio_app` mounted into `parent`."""
+        from gradio.routes import App
+
+        (gradio_app,) = [r.app for r in parent.routes if isinstance(getattr(r, "app", None), App)]
+        return cls(gradio_app)
+
+    def user(self, cookies: Mapping[str, str]) -> str | None:
+        cookie_id = self.gradio_app.cookie_id
+        token = cookies.get(f"access-token-{cookie_id}") or cookies.get(f"access-token-unsecure-{cookie_id}")
+        return self.gradio_app.tokens.get(token) if token else None
 
 
 def gradio_auth(settings: Settings) -> Callable[[str, str], bool] | None:
@@ -65,6 +95,21 @@ class RateLimiter:
         self.max_clients = max_clients
         self._buckets: dict[str, tuple[float, float]] = {}
         self._lock = threading.Lock()
+
+    def wait(self, client: str) -> float:
+        """Seconds until `client` has a token again (0: it has one now); takes nothing."""
+        now = self.clock()
+        with self._lock:
+            tokens, last = self._buckets.get(client, (self.capacity, now))
+        tokens = min(self.capacity, tokens + (now - last) * self.rate)
+        return 0.0 if tokens >= 1 else (1 - tokens) / self.rate
+
+    def refund(self, client: str) -> None:
+        """Give back a token taken by `allow` (the attempt turned out not to count)."""
+        with self._lock:
+            if client in self._buckets:
+                tokens, last = self._buckets[client]
+                self._buckets[client] = (min(self.capacity, tokens + 1), last)
 
     def allow(self, client: str) -> tuple[bool, float]:
         """(allowed, seconds until the next request would be)."""

@@ -7,6 +7,7 @@ request.
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -99,6 +100,10 @@ class Settings:
     api_keys: tuple[str, ...] = field(default=(), repr=False)  # TRYON_API_KEYS: gates REST and gradio API
     auth_users: tuple[tuple[str, str], ...] = field(default=(), repr=False)  # TRYON_AUTH: UI login
     rate_limit_per_min: int = 30  # REST requests per client per minute
+    auth_failures_per_min: int = 10  # failed logins and keys per client per minute, then 429
+    body_budget: int | None = None  # bytes of request bodies in flight, all requests; None: twice the largest body
+    pixel_budget: int | None = None  # decoded pixels in flight in intake; None: twice the largest image
+    pixel_wait_s: float = 10.0  # how long intake waits for the pixel budget before answering busy
     queue_size: int = 64  # gradio queue: requests waiting beyond this are refused, not hung
     concurrency: int = 4  # try-ons running at once per event (and REST generate)
     mcp: bool = True  # serve the named API as MCP tools at /gradio_api/mcp/
@@ -230,6 +235,22 @@ class Settings:
             env, "TRYON_RATE_LIMIT", 30, lambda s: int(s.split("/")[0]), lambda v: 1 <= v <= 100_000,
             "requests per minute per client, e.g. 30 or 30/min",
         )
+        auth_failures_per_min = _parse(
+            env, "TRYON_AUTH_FAIL_LIMIT", 10, lambda s: int(s.split("/")[0]), lambda v: 1 <= v <= 10_000,
+            "failed logins per minute per client, e.g. 10 or 10/min",
+        )
+        max_body_mb = _max_body_bytes(int(max_upload_mb * 1024 * 1024)) / 2**20
+        body_budget_mb = _parse(
+            env, "TRYON_BODY_BUDGET_MB", None, float, lambda v: max_body_mb <= v <= 1_000_000,
+            f"a number of megabytes of at least the largest request body ({math.ceil(max_body_mb)} MB, "
+            "from TRYON_MAX_UPLOAD_MB)",
+        )
+        pixel_budget_mp = _parse(
+            env, "TRYON_PIXEL_BUDGET_MP", None, float, lambda v: max_megapixels <= v <= 1_000_000,
+            f"a number of megapixels of at least TRYON_MAX_MEGAPIXELS ({max_megapixels:g})",
+        )
+        pixel_wait_s = _parse(env, "TRYON_PIXEL_WAIT", 10.0, float, lambda v: 0 <= v <= 300,
+                              "a number of seconds between 0 and 300")
         queue_size = _parse(env, "TRYON_QUEUE_SIZE", 64, int, lambda v: 1 <= v <= 10_000, "a whole number from 1 to 10000")
         concurrency = _parse(env, "TRYON_CONCURRENCY", 4, int, lambda v: 1 <= v <= 256, "a whole number from 1 to 256")
         mcp = _parse(env, "TRYON_MCP", True, _boolean, lambda v: True, "true or false")
@@ -265,6 +286,10 @@ class Settings:
             api_keys=api_keys,
             auth_users=tuple(auth_users),
             rate_limit_per_min=rate_limit_per_min,
+            auth_failures_per_min=auth_failures_per_min,
+            body_budget=None if body_budget_mb is None else int(body_budget_mb * 2**20),
+            pixel_budget=None if pixel_budget_mp is None else int(pixel_budget_mp * 1_000_000),
+            pixel_wait_s=pixel_wait_s,
             queue_size=queue_size,
             concurrency=concurrency,
             mcp=mcp,
@@ -274,4 +299,16 @@ class Settings:
     @property
     def max_body_bytes(self) -> int:
         """A REST body carries up to five images as base64 (4/3 of their size), plus JSON."""
-        return int(5 * self.max_upload_bytes * 4 / 3) + 64 * 1024
+        return _max_body_bytes(self.max_upload_bytes)
+
+    @property
+    def body_budget_bytes(self) -> int:
+        return self.body_budget or 2 * self.max_body_bytes
+
+    @property
+    def pixel_budget_pixels(self) -> int:
+        return self.pixel_budget or 2 * self.max_pixels
+
+
+def _max_body_bytes(max_upload_bytes: int) -> int:
+    return int(5 * max_upload_bytes * 4 / 3) + 64 * 1024

@@ -18,13 +18,15 @@ import io
 import math
 import re
 import warnings
-from dataclasses import dataclass
+from contextlib import nullcontext
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Union
 
 import numpy as np
 from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
 
+from .budget import Budget
 from .config import MIN_SIDE, Settings
 from .errors import ImageTooLarge, InvalidImage
 
@@ -33,6 +35,7 @@ ImageSource = Union[bytes, bytearray, memoryview, str, Path, Image.Image]
 ACCEPTED_FORMATS = {"JPEG", "MPO", "PNG", "WEBP"}  # MPO: the JPEG variant many phone cameras write
 ACCEPTED_MEDIA_TYPES = {"image/jpeg", "image/jpg", "image/png", "image/webp"}
 MAX_ASPECT_RATIO = 4
+TRIM_AT_PIXELS = 4_000_000  # after decoding this many pixels, give freed memory back once idle
 JPEG_QUALITY = 90
 _DATA_URL = re.compile(r"^data:(?P<type>[\w.+-]+/[\w.+-]+)?(?P<params>(;[\w-]+=[\w.-]+)*)(?P<b64>;base64)?,", re.I)
 _SRGB = ImageCms.createProfile("sRGB")
@@ -65,10 +68,13 @@ class Limits:
     max_pixels: int
     max_side: int
     min_side: int = MIN_SIDE
+    pixels: Budget | None = field(default=None, compare=False)  # decoded pixels in flight, process-wide
+    pixel_wait_s: float = 10.0
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "Limits":
-        return cls(settings.max_upload_bytes, settings.max_pixels, settings.max_side)
+        return cls(settings.max_upload_bytes, settings.max_pixels, settings.max_side,
+                   pixels=Budget(settings.pixel_budget_pixels, trim_at=TRIM_AT_PIXELS), pixel_wait_s=settings.pixel_wait_s)
 
 
 def load_image(source: ImageSource | None, limits: Limits) -> NormalizedImage:
@@ -189,6 +195,15 @@ def _normalize(image: Image.Image, limits: Limits) -> NormalizedImage:
     if image.format in ("JPEG", "MPO") and final_size != image.size:
         # libjpeg picks the largest 1/8..1/1 scale that still covers the requested size.
         image.draft(image.mode, (math.ceil(final_size[0]), math.ceil(final_size[1])))
+    # Decoding is where the memory goes: hold the pixels the decoder will allocate (after draft)
+    # against the process-wide budget, so big images in parallel take turns instead of piling up.
+    hold = limits.pixels.hold(image.width * image.height, limits.pixel_wait_s) if limits.pixels else nullcontext()
+    with hold:
+        return _decode(image, limits, source_width, source_height)
+
+
+def _decode(image: Image.Image, limits: Limits, source_width: int, source_height: int) -> NormalizedImage:
+    """Decode, orient, convert to sRGB, shrink and encode: the steps that hold every pixel."""
     try:
         image.load()
     except Exception:  # truncated data, bad CRC, broken zlib stream...

@@ -23,9 +23,11 @@ from datetime import datetime, timezone
 from typing import Any
 
 from fastapi import APIRouter, Request
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.exceptions import HTTPException
 
 from .access import RateLimiter, key_is_valid
 from .config import Settings
@@ -125,6 +127,17 @@ def error_response(error: TryOnError, request: Request) -> JSONResponse:
         body["field"] = error.field
     headers = {"Retry-After": str(int(error.params.get("seconds", 1)) + 1)} if error.http_status == 429 else None
     return JSONResponse(body, status_code=error.http_status, headers=headers)
+
+
+async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
+    """FastAPI's own HTTP errors under /api in the seed's shape: a body it could not parse
+    (too deeply nested JSON, a number of 5,000 digits) is `bad_json`; elsewhere, FastAPI's answer."""
+    if not request.url.path.startswith("/api/"):
+        return await http_exception_handler(request, exc)
+    if exc.status_code == 400:
+        return error_response(InvalidRequest("bad_json", reason="it could not be parsed (too deeply nested?)"), request)
+    return JSONResponse({"success": False, "error": str(exc.detail), "code": f"http_{exc.status_code}"},
+                        status_code=exc.status_code, headers=getattr(exc, "headers", None))
 
 
 async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:
@@ -253,46 +266,12 @@ def build_router(service: TryOnService, settings: Settings) -> APIRouter:
         except TryOnError as error:
             return error_response(error, request)
 
+    # Last: any other /api path answers in the seed's shape too (not gradio's {"detail": ...} 404).
+    @router.api_route("/{path:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"],
+                      include_in_schema=False)
+    def no_such_route(path: str, request: Request):
+        return JSONResponse({"success": False, "error": f"No route {request.method} /api/{path[:200]}.", "code": "not_found"},
+                            status_code=404)
+
     return router
 
-
-class BodyLimit:
-    """ASGI middleware: refuse request bodies over `max_bytes` under `prefix` with a 413,
-    whether or not the client declared a Content-Length."""
-
-    def __init__(self, app, max_bytes: int, prefix: str = "/api/"):
-        self.app = app
-        self.max_bytes = max_bytes
-        self.prefix = prefix
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] != "http" or not scope["path"].startswith(self.prefix):
-            return await self.app(scope, receive, send)
-        declared = dict(scope.get("headers") or []).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            return await self._refuse(send, int(declared))
-        seen = 0
-
-        async def counted_receive():
-            nonlocal seen
-            message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.max_bytes:
-                    raise _TooLarge(seen)
-            return message
-
-        try:
-            await self.app(scope, counted_receive, send)
-        except _TooLarge as too_large:
-            await self._refuse(send, too_large.size)
-
-    async def _refuse(self, send, size: int) -> None:
-        error = InvalidRequest("body_too_large", http_status=413, size_mb=size / 2**20, limit_mb=self.max_bytes / 2**20)
-        response = JSONResponse({"success": False, "error": error.message(), "code": error.code}, status_code=413)
-        await response({"type": "http"}, None, send)
-
-
-class _TooLarge(Exception):
-    def __init__(self, size: int):
-        self.size = size
