@@ -92,6 +92,8 @@ def test_the_history_survives_a_reload_restores_a_look_and_is_not_shared(page_in
     page.locator("#more-garments").get_by_text("More garments").click()
     assert page.locator("#category_2 input").input_value() == "Outerwear"
     page.locator("#options").get_by_text("Layering order and results").click()
+    # The accordion renders the slider's box after the click: wait for it (a loaded CI machine is slow), then check.
+    page.wait_for_function("document.querySelector('#num-images input[type=number]')?.value === '2'", timeout=10_000)
     assert page.locator("#num-images input[type=number]").input_value() == "2"
     page.wait_for_function("document.querySelectorAll('#variants .thumbnail-item').length === 2", timeout=10_000)
     snap(page, "restored")
