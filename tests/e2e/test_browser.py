@@ -232,3 +232,31 @@ def test_a_model_refusal_tells_the_visitor_what_to_try(page_in, fal_app, fal_ser
     message.first.wait_for(timeout=30_000)
     snap(page, "refused")
     assert message.first.is_visible()
+
+
+@pytest.fixture(scope="module")
+def fal_then_replicate_app(tmp_path_factory, fal_server_session, replicate_server_session):
+    """The app with TRYON_PROVIDER=fal,replicate on the two protocol servers."""
+    from conftest import start_app, stop_app
+
+    env = {**fal_server_session.env(), **replicate_server_session.env(), "TRYON_PROVIDER": "fal,replicate",
+           "TRYON_BREAKER_FAILURES": "100", "TRYON_REQUEST_TIMEOUT": "20"}
+    app = start_app(tmp_path_factory.mktemp("fal-replicate-app"), env)
+    yield app
+    stop_app(app)
+
+
+def test_a_fal_outage_is_served_by_replicate_and_the_page_says_so(page_in, fal_then_replicate_app, fal_server, replicate_server,
+                                                                  asset_paths, snap):
+    fal_server.behaviour.completed_error = "Runner disconnected"  # FAL's infrastructure fails; the input is fine
+    page = page_in(app=fal_then_replicate_app)
+    upload(page, "person", asset_paths["person_astronaut"])
+    upload(page, "garment_1", asset_paths["garment_hoodie_yellow"])
+    page.locator("#try-on").click()
+    page.locator("#result img").wait_for(timeout=30_000)
+    page.locator("#timings").get_by_text("Provider call 1").wait_for(timeout=10_000)
+    snap(page, "served-by-replicate")
+    assert "Replicate" in page.locator("#status").inner_text()
+    table = page.locator("#timings").inner_text()
+    assert "Runner disconnected (runner_disconnected)" in table  # why FAL was passed over, in the timing table
+    assert len(replicate_server.predictions) == 1
