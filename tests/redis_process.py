@@ -10,6 +10,7 @@ from pathlib import Path
 
 import redis
 
+from tryon.processes import wait_gone
 from tryon.redis_server import redis_binary
 
 
@@ -66,10 +67,4 @@ def servers_on(socket: Path) -> list[int]:
     return found
 
 
-def wait_until(condition, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.02)
-    return True
+wait_until = wait_gone  # poll a condition every 20 ms until it holds or the timeout passes
