@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import ssl
 import threading
 import time
 
@@ -236,7 +237,8 @@ def test_uploads_and_results_are_gone_once_their_lifecycle_passes(fal_settings, 
     service = TryOnService(fal_settings, build_provider(fal_settings))
     result = service.try_on_sync(person_png, garment_pngs[:1])
     upload_url = service.upload(person_png).ref
-    assert httpx.get(result.image_url, verify=str(fal_server.cert)).status_code == 200
+    http = httpx.Client(verify=ssl.create_default_context(cafile=str(fal_server.cert)))
+    assert http.get(result.image_url).status_code == 200
     fal_server.advance(86401)
-    assert httpx.get(result.image_url, verify=str(fal_server.cert)).status_code == 404
-    assert httpx.get(upload_url, verify=str(fal_server.cert)).status_code == 404
+    assert http.get(result.image_url).status_code == 404
+    assert http.get(upload_url).status_code == 404
