@@ -162,7 +162,9 @@ def timing_bars(timings: dict[str, Any], lang: str = "en") -> pd.DataFrame:
         bars.append((say("row_download", lang), timings["download_ms"]))
     accounted = sum(ms for _, ms in bars)
     bars.append((say("bar_other", lang), max(0.0, (timings.get("total_backend_ms") or 0.0) - accounted)))
-    return pd.DataFrame([{"step": step, "ms": round(float(ms), 1)} for step, ms in bars])
+    # Numbered, because the chart orders its bars by label: "1. Inputs" … "8. Other" is the order the
+    # time was spent (at most 8 bars: inputs, queue, 4 calls, fetch, the rest).
+    return pd.DataFrame([{"step": f"{n}. {step}", "ms": round(float(ms), 1)} for n, (step, ms) in enumerate(bars, start=1)])
 
 
 def examples() -> list[list[str | None]]:
@@ -397,8 +399,8 @@ class Handlers:
         headers = [say("step", lang), say("ms", lang), say("detail", lang)]
         # The table appears with its first result: gradio's i18n cannot translate Dataframe headers, so they are built here.
         table = gr.update(value=pd.DataFrame(timing_rows(timings, lang), columns=headers), visible=True)
-        bars = timing_bars(timings, lang)
-        chart = gr.update(value=bars, sort=list(bars["step"]), visible=True)  # in the order the time was spent
+        # No `sort` in the update: with one, gradio 6.31 kept the previous run's data and re-sorted it.
+        chart = gr.update(value=timing_bars(timings, lang), visible=True)
         return pictures[0], before_after(person, pictures[0]), table, chart, status
 
     @staticmethod

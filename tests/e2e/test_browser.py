@@ -260,3 +260,36 @@ def test_a_fal_outage_is_served_by_replicate_and_the_page_says_so(page_in, fal_t
     table = page.locator("#timings").inner_text()
     assert "Runner disconnected (runner_disconnected)" in table  # why FAL was passed over, in the timing table
     assert len(replicate_server.predictions) == 1
+
+
+def chart_bars(page) -> dict[str, float]:
+    """The timing chart's bars as Vega labels them for screen readers: {"2. Provider call 1": 77.4, ...}."""
+    labels = page.eval_on_selector_all("#timing-chart svg [aria-label]", "els => els.map(e => e.getAttribute('aria-label'))")
+    bars = {}
+    for label in labels:
+        if "; ms: " in label:
+            step, ms = label.split(" : ", 1)[-1].split("; ms: ")
+            bars[step] = float(ms)
+    return bars
+
+
+def test_the_timing_chart_shows_this_run_not_the_last_one(page_in, asset_paths, snap):
+    """After a 3-garment look, a 1-garment look's chart has one provider call, with this run's time."""
+    page = page_in()
+    upload(page, "person", asset_paths["person_illustration"])
+    upload(page, "garment_1", asset_paths["garment_tshirt_red"])
+    page.locator("#more-garments").get_by_text("More garments").click()
+    upload(page, "garment_2", asset_paths["garment_jacket_denim"])
+    upload(page, "garment_3", asset_paths["garment_jeans_blue"])
+    page.locator("#try-on").click()
+    page.locator("#timings").get_by_text("Provider call 3").wait_for(timeout=30_000)
+    page.wait_for_function("document.querySelectorAll('#timing-chart svg [aria-label*=\"Provider call 3\"]').length > 0", timeout=10_000)
+    for slot in (2, 3):
+        page.locator(f"#garment_{slot} button[aria-label='Remove Image']").click()
+    page.locator("#try-on").click()
+    page.wait_for_function("!document.querySelector('#timing-chart svg [aria-label*=\"Provider call 3\"]')", timeout=30_000)
+    snap(page, "second-run")
+    bars = chart_bars(page)
+    assert list(bars) == ["1. Inputs", "2. Provider call 1", "3. Fetch result", "4. Other overhead"]
+    cells = page.locator("#timings").inner_text().splitlines()  # one cell a line: step, ms, detail
+    assert bars["2. Provider call 1"] == float(cells[cells.index("Provider call 1") + 1])  # the table's number for this run
