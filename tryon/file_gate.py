@@ -17,14 +17,13 @@ cache and hand it back. `GatedBlocks.process_api` is the one method every event 
 
 from __future__ import annotations
 
-import os
 from typing import Any, Iterator
 
 import gradio as gr
 from gradio_client.utils import is_http_url_like
 
-from .errors import MESSAGES, pick_language
-from .session_files import FileOwners, canonical, session_of
+from .errors import InvalidRequest, pick_language
+from .session_files import FileOwners, canonical, resolved_under, session_of
 
 
 def file_refs(value: Any) -> Iterator[dict]:
@@ -43,18 +42,12 @@ def file_refs(value: Any) -> Iterator[dict]:
 class FileGate:
     def __init__(self, owners: FileOwners, upload_root: str):
         self.owners = owners
-        self.root = canonical(upload_root)
-
-    def in_uploads(self, path: str) -> bool:
-        return path.startswith(self.root + os.sep)
+        self.roots = [canonical(upload_root)]
 
     def may_use(self, path: str, session: str | None) -> bool:
         """A client may name `path` as an input: gradio stored it, and this session was given it."""
-        try:
-            path = canonical(path)
-        except ValueError:  # an embedded NUL
-            return False
-        return self.in_uploads(path) and self.owners.may_read(path, session)
+        stored = resolved_under(path, self.roots)
+        return stored is not None and self.owners.may_read(stored, session)
 
     def refused(self, inputs: Any, session: str | None) -> bool:
         """True when any file named in `inputs` is not this session's to use."""
@@ -88,9 +81,9 @@ class FileGate:
         """Paths of gradio-tagged files in the upload folder."""
         for ref in file_refs(value):
             if (ref.get("meta") or {}).get("_type") == "gradio.FileData":
-                path = canonical(ref["path"])
-                if self.in_uploads(path):
-                    yield path
+                stored = resolved_under(ref["path"], self.roots)
+                if stored is not None:
+                    yield stored
 
 
 TEXT_VALUED = (gr.JSON, gr.State, gr.Textbox, gr.Markdown, gr.Dataframe)
@@ -106,7 +99,8 @@ class GatedBlocks(gr.Blocks):
         session = session_of(first)
         if self.file_gate.refused(inputs, session):
             headers = getattr(first, "headers", None) or {}
-            raise gr.Error(MESSAGES["file_not_yours"][pick_language(headers.get("accept-language"))], print_exception=False)
+            message = InvalidRequest("file_not_yours").message(pick_language(headers.get("accept-language")))
+            raise gr.Error(message, print_exception=False)
         output = await super().process_api(block_fn, inputs, state, request, *args, **kwargs)
         fn = self.fns[block_fn] if isinstance(block_fn, int) else block_fn
         self.file_gate.grant(output.get("data"), list(fn.outputs), session)

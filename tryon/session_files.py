@@ -147,7 +147,7 @@ class SessionFiles:
             path = canonical(requested)
         except ValueError:  # an embedded NUL: no file has that name
             return await _answer(send, 400, b'{"detail":"Malformed file path."}')
-        if self._in_roots(path) and not self.owners.may_read(path, session):
+        if is_under(path, self.roots) and not self.owners.may_read(path, session):
             return await _answer(send, 404, b'{"detail":"File not found."}')
         return await self.app(scope, receive, send)
 
@@ -159,16 +159,9 @@ class SessionFiles:
             return
         # The page uploads one file per drop; a request of thousands must not flood the owners table.
         for path in paths[:MAX_GRANTS_PER_UPLOAD] if isinstance(paths, list) else []:
-            if isinstance(path, str):
-                try:
-                    path = canonical(path)
-                except ValueError:
-                    continue
-                if self._in_roots(path):
-                    self.owners.grant(path, session)
-
-    def _in_roots(self, path: str) -> bool:
-        return any(path == root or path.startswith(root + os.sep) for root in self.roots)
+            stored = resolved_under(path, self.roots) if isinstance(path, str) else None
+            if stored is not None:
+                self.owners.grant(stored, session)
 
 
 def canonical(path: str) -> str:
@@ -176,6 +169,20 @@ def canonical(path: str) -> str:
     if "\x00" in path:
         raise ValueError("embedded NUL")
     return os.path.realpath(os.path.abspath(path))
+
+
+def is_under(path: str, roots: list[str]) -> bool:
+    """A canonical path is one of the (canonical) roots or inside one."""
+    return any(path == root or path.startswith(root + os.sep) for root in roots)
+
+
+def resolved_under(path: str, roots: list[str]) -> str | None:
+    """`path`'s canonical spelling if it names a file under one of `roots`; None otherwise (a NUL too)."""
+    try:
+        path = canonical(path)
+    except ValueError:
+        return None
+    return path if is_under(path, roots) else None
 
 
 def session_of(request) -> str | None:

@@ -474,8 +474,8 @@ class Handlers:
         return (inputs.get("person"), *garments, *settings["categories"], *settings["descriptions"], settings["order"],
                 settings["num_images"], settings["aspect_ratio"], settings["resolution"], look["results"], look["timings"])
 
-def build_demo(service: TryOnService, redis_description: str | None = None, owners: FileOwners | None = None) -> GatedBlocks:
-    """The page; `owners` is shared with the SessionFiles middleware that serves the files."""
+def build_demo(service: TryOnService, redis_description: str | None = None) -> GatedBlocks:
+    """The page; app.py hands `demo.file_gate.owners` to the SessionFiles middleware that serves the files."""
     provider = service.provider
     handlers = Handlers(service)
 
@@ -612,7 +612,7 @@ def build_demo(service: TryOnService, redis_description: str | None = None, owne
         upload_out = gr.Textbox(visible=False)
         gr.Button(visible=False).click(handlers.upload, upload_in, upload_out, api_name="upload")
         gr.on([refresh.click, metrics_tab.select], handlers.metrics_view, None, [metrics_summary, metrics_plot], api_visibility="private")
-    demo.file_gate = FileGate(owners if owners is not None else FileOwners(), gr.utils.get_upload_folder())
+    demo.file_gate = FileGate(FileOwners(), gr.utils.get_upload_folder())
     return demo
 
 
