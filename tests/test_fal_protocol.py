@@ -242,3 +242,10 @@ def test_uploads_and_results_are_gone_once_their_lifecycle_passes(fal_settings, 
     fal_server.advance(86401)
     assert http.get(result.image_url).status_code == 404
     assert http.get(upload_url).status_code == 404
+
+
+def test_a_submit_that_outlasts_its_budget_reports_that_budget(provider, fal_server, refs):
+    """In a chain a provider gets a share of the time; its timeout says that share, not TRYON_REQUEST_TIMEOUT."""
+    fal_server.behaviour.submit_failures = [429] * 7
+    error = raised(lambda: provider.edit(PROMPT, refs[0], [refs[1]], timeout_s=2.5))
+    assert error.code == "provider_timeout" and "within 2.5 s" in str(error) and provider.timeout_s == 60

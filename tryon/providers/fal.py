@@ -145,8 +145,8 @@ class FalProvider:
 
         try:
             return call_before(deadline, submit, "fal-submit", on_late=cancel_late)
-        except DeadlinePassed:
-            raise ProviderError("provider_timeout", http_status=504, seconds=self.timeout_s) from None
+        except DeadlinePassed:  # the budget this submit had, as await_edit reports its own
+            raise ProviderError("provider_timeout", http_status=504, seconds=round(start_timeout, 1)) from None
         except Exception as error:
             raise self._map_error(error) from None
 
