@@ -139,3 +139,72 @@ def test_an_async_job_names_the_order_in_its_single_prompt(fal_server, redis_ser
     uploads = {u["field"]: u for u in service.queue.get(job.job_id).timings["uploads"]}
     assert len(body["image_urls"]) == 4 and len(uploads) == 4
     assert [i["field"] for i in service.queue.get(job.job_id).inputs] == ["person", "garment_2", "garment_3", "garment_1"]
+
+
+# --- guessed categories and order warnings ---------------------------------------------------------
+
+
+class _Guess:
+    def __init__(self, category, confidence=0.9):
+        self.category, self.confidence = category, confidence
+
+    @property
+    def sure(self):
+        return self.confidence >= 0.6
+
+
+def test_a_guess_fills_in_only_for_garments_left_on_auto():
+    outfit = Outfit.parse(categories=["auto", "top"])
+    specs = outfit.specs(["garment_1", "garment_2"], {"garment_1": _Guess("outerwear"), "garment_2": _Guess("bottom")})
+    assert [(s.field, s.category, s.guessed) for s in specs] == [("garment_2", "top", False), ("garment_1", "outerwear", True)]
+    assert specs[1].public() == {"field": "garment_1", "category": "outerwear", "description": "", "guessed": True,
+                                 "sure": True, "confidence": 0.9}
+
+
+def test_a_sure_guess_is_named_in_the_prompt_and_an_unsure_one_is_not():
+    sure, unsure = Outfit().specs(["garment_1", "garment_2"], {"garment_1": _Guess("bottom"), "garment_2": _Guess("top", 0.3)})
+    assert "the garment (bottom) shown in Figure 2" in sync_prompt(DEFAULT_SYNC_PROMPT, sure)
+    assert unsure.category == "top" and sync_prompt(DEFAULT_SYNC_PROMPT, unsure) == DEFAULT_SYNC_PROMPT
+    prompt = outfit_prompt([sure, unsure])
+    assert "1. Figure 2: the garment (bottom)." in prompt and "2. Figure 3: the clothing garment. It replaces only the clothing it covers." in prompt
+    assert outfit_prompt([unsure]) == DEFAULT_SYNC_PROMPT
+
+
+def test_bottoms_go_on_before_a_dress_whatever_their_slots():
+    outfit = Outfit.parse(categories=["dress", "bottom"])
+    assert [s.field for s in outfit.specs(["garment_1", "garment_2"])] == ["garment_2", "garment_1"]
+
+
+ALL = ["garment_1", "garment_2", "garment_3", "garment_4"]
+
+
+@pytest.mark.parametrize("categories, order, expected", [
+    # the automatic order never warns
+    ({"garment_1": "outerwear", "garment_2": "top", "garment_3": "accessory", "garment_4": "bottom"}, None, []),
+    ({"garment_1": "outerwear", "garment_2": "top"}, "garment_1, garment_2",
+     [("order_outerwear_under", {"outer": "garment_1", "inner": "garment_2", "inner_category": "top"})]),
+    ({"garment_1": "dress", "garment_2": "outerwear"}, "garment_2, garment_1",
+     [("order_outerwear_under", {"outer": "garment_2", "inner": "garment_1", "inner_category": "dress"})]),
+    ({"garment_1": "dress", "garment_2": "bottom"}, "garment_1, garment_2",
+     [("order_bottom_over_dress", {"bottom": "garment_2", "dress": "garment_1"})]),
+    ({"garment_1": "shoes", "garment_2": "bottom"}, [1, 2],
+     [("order_shoes_under", {"shoes": "garment_1", "clothes": "garment_2", "clothes_category": "bottom"})]),
+    ({"garment_1": "shoes", "garment_2": "top"}, [1, 2], []),  # a top does not reach the feet
+    ({"garment_1": "accessory", "garment_2": "top", "garment_3": "shoes"}, "garment_1",
+     [("order_accessory_under", {"accessory": "garment_1", "clothes": "garment_2", "clothes_category": "top"})]),
+    ({"garment_1": "top", "garment_2": "outerwear", "garment_3": "bottom"}, "garment_1, garment_2, garment_3", []),
+])
+def test_order_warnings_say_what_looks_wrong_in_the_user_s_order(categories, order, expected):
+    outfit = Outfit.parse(order=order)
+    fields = sorted(categories)
+    assert outfit.order_warnings(fields, categories) == expected
+    if order:
+        outfit.specs(fields)  # an order that warns is still accepted
+
+
+def test_order_warnings_count_auto_as_a_top_and_skip_slots_without_a_photo():
+    outfit = Outfit.parse(categories={"garment_1": "outerwear"}, order="garment_1, garment_2, garment_4")
+    assert outfit.order_warnings(["garment_1", "garment_2"], {"garment_2": "auto"}) == [
+        ("order_outerwear_under", {"outer": "garment_1", "inner": "garment_2", "inner_category": "top"})]
+    # the guess, when the page has one, is what counts
+    assert outfit.order_warnings(["garment_1", "garment_2"], {"garment_2": "bottom"}) == []

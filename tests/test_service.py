@@ -45,9 +45,13 @@ def test_n_garments_make_n_calls_chained_in_order(recording, person_png, garment
     assert len(provider.edits) == count
     # The local store is content-addressed: uploading a picture again gives its reference.
     expected_person = service.upload(person_png).ref
-    expected_garments = [service.upload(g).ref for g in garment_pngs[:count]]
+    expected_garments = {f"garment_{n}": service.upload(g).ref for n, g in enumerate(garment_pngs[:count], start=1)}
     assert provider.edits[0][0] == expected_person
-    assert [garments for _, garments, _ in provider.edits] == [[ref] for ref in expected_garments]
+    # Left on "auto", each garment is layered by the category its picture shows: the T-shirt,
+    # hoodie and sweater (tops) in slot order, the jacket (slot 2, outerwear) over them.
+    order = [step["field"] for step in result.timings["order"]]
+    assert order == [f for f in ("garment_1", "garment_3", "garment_4", "garment_2") if f in expected_garments]
+    assert [garments for _, garments, _ in provider.edits] == [[expected_garments[f]] for f in order]
     # each call dresses the previous call's result
     for previous, current in zip(provider.edits, provider.edits[1:]):
         assert current[0] == previous[2]

@@ -5,7 +5,11 @@ figures are numbered in the order of `image_urls`, person first. The sync
 chain applies one garment per call (Figure 1 = person, Figure 2 = garment);
 a single call with several garments names each figure, inner layer first.
 A garment's category and description (tryon.outfit) say what it is and what
-it replaces.
+it replaces. A category guessed from the picture (the user left "auto") is
+named like a chosen one when the guess is sure; an unsure guess is not named
+(the model sees the picture), and an operator's own TRYON_PROMPT stays the
+prompt of every garment the user left on "auto" without a description, as
+before guessing.
 """
 
 from __future__ import annotations
@@ -30,8 +34,10 @@ def sync_prompt(template: str = DEFAULT_SYNC_PROMPT, spec: GarmentSpec | None = 
     """The prompt for one step of the chain: Figure 1 is the person, Figure 2 the garment.
     A garment with a category or a description gets a prompt that names it and what it
     replaces; one without either gets `template` (TRYON_PROMPT) as it is."""
-    if spec is None or (spec.category == "auto" and not spec.description):
+    if spec is None or (spec.prompt_category == "auto" and not spec.description):
         return template
+    if spec.guessed and not spec.description and template != DEFAULT_SYNC_PROMPT:
+        return template  # the operator's prompt, not our guess, decides for undescribed garments
     return (
         f"Dress the person in Figure 1 in {_garment_words(spec)} shown in Figure 2. "
         f"{_placement(spec)} "
@@ -45,7 +51,7 @@ def outfit_prompt(specs: Sequence[GarmentSpec]) -> str:
     outer); Figure 2 is specs[0], Figure 3 specs[1], ... (the image list follows the same order)."""
     if not specs:
         raise ValueError("an outfit needs at least one garment")
-    if len(specs) == 1 and specs[0].category == "auto" and not specs[0].description:
+    if len(specs) == 1 and specs[0].prompt_category == "auto" and not specs[0].description:
         return DEFAULT_SYNC_PROMPT
     lines = [f"Dress the person in Figure 1 in the {len(specs)} garment(s) shown in the other figures, "
              "putting them on in this order, from the innermost layer to the outermost:"]
@@ -58,11 +64,12 @@ def outfit_prompt(specs: Sequence[GarmentSpec]) -> str:
 
 def _garment_words(spec: GarmentSpec) -> str:
     """'the blue denim jacket (outerwear)', 'the garment (top)', 'the clothing garment'."""
-    noun = spec.description or ("clothing garment" if spec.category == "auto" else "garment")
-    return f"the {noun}" + (f" ({spec.category})" if spec.category != "auto" else "")
+    category = spec.prompt_category
+    noun = spec.description or ("clothing garment" if category == "auto" else "garment")
+    return f"the {noun}" + (f" ({category})" if category != "auto" else "")
 
 
 def _placement(spec: GarmentSpec) -> str:
-    if spec.category == "auto":
+    if spec.prompt_category == "auto":
         return "It replaces only the clothing it covers."
-    return f"It replaces {REPLACES[spec.category]}."
+    return f"It replaces {REPLACES[spec.prompt_category]}."

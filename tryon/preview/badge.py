@@ -6,7 +6,8 @@ import io
 
 from PIL import Image, ImageDraw, ImageFont
 
-BADGE_TEXT = "OFFLINE PREVIEW - not AI"
+# One stamp for every visitor (the picture may be downloaded and shared): both of the page's languages.
+BADGE_TEXT = "OFFLINE PREVIEW, not AI · VISTA PREVIA, no es IA"
 
 
 def stamp_badge(encoded: bytes) -> bytes:

@@ -23,19 +23,26 @@ def _fill_holes(opaque: np.ndarray) -> np.ndarray:
     return opaque | (spans(opaque) & spans(opaque.T).T)
 
 
+def garment_alpha(rgb: np.ndarray) -> tuple[np.ndarray, bool]:
+    """Per-pixel opacity (0..1) of the garment in an RGB array, from its distance to the backdrop
+    (holes inside the garment filled), and whether the backdrop was plain. A busy backdrop gives
+    all ones: the whole photo, rather than a guessed outline."""
+    background, plain = border_background(rgb, sides="tblr")
+    if not plain:
+        return np.ones(rgb.shape[:2], np.float32), False
+    distance = colour_distance(rgb, background).astype(np.float32)
+    alpha = np.clip((distance - 12.0) / 30.0, 0.0, 1.0)
+    alpha[_fill_holes(alpha > 0.5)] = 1.0
+    return alpha, True
+
+
 def cut_out(photo: Image.Image) -> Image.Image:
     """The garment as an RGBA image cropped to its outline (alpha from distance to the backdrop)."""
     photo = photo.convert("RGB")
     if max(photo.size) > CUTOUT_SIDE:
         photo.thumbnail((CUTOUT_SIDE, CUTOUT_SIDE), Image.Resampling.BILINEAR)
     rgb = np.asarray(photo)
-    background, plain = border_background(rgb, sides="tblr")
-    if plain:
-        distance = colour_distance(rgb, background).astype(np.float32)
-        alpha = np.clip((distance - 12.0) / 30.0, 0.0, 1.0)
-        alpha[_fill_holes(alpha > 0.5)] = 1.0
-    else:  # a busy backdrop: use the whole photo rather than guess an outline
-        alpha = np.ones(rgb.shape[:2], np.float32)
+    alpha, _ = garment_alpha(rgb)
     ys, xs = np.nonzero(alpha > 0.5)
     if ys.size == 0:  # nothing differs from the backdrop: a blank picture; use all of it
         alpha[:] = 1.0

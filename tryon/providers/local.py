@@ -18,6 +18,7 @@ from PIL import Image
 
 from ..images import NormalizedImage
 from ..preview import BodyLayout, cut_out, detect_body, dress
+from ..preview.frame import frame, long_side, parse_ratio
 from ..preview.regions import jittered, region_for
 from .base import EditOptions, EditResult
 from .store import REF_PREFIX, ImageStore  # noqa: F401 (REF_PREFIX: re-exported)
@@ -60,9 +61,15 @@ class LocalPreviewProvider:
     def edit(self, prompt: str, person: str, garments: Sequence[str], timeout_s: float | None = None,
              options: EditOptions | None = None) -> EditResult:
         """Lay each garment over its category's region, in the order given (inner to outer);
-        `options.num_images` variants differ by small nudges of the placement."""
+        `options.num_images` variants differ by small nudges of the placement. With options, the
+        result has their aspect ratio (cropped or padded around the person, never stretched;
+        "same as the person" keeps the photo's own shape) and resolution's long side
+        (tryon.preview.frame: 1K 1024 px, 2K and 4K 2048 px); without, the person photo's size."""
         started = time.perf_counter()
+        framed = options is not None
         options = options or EditOptions()
+        ratio = None if options.same_as_person else parse_ratio(options.aspect_ratio)
+        side = long_side(options.resolution)
         person_picture = self._open(person)
         layout = self._layout(person, person_picture)
         categories = list(options.categories) + ["auto"] * (len(garments) - len(options.categories))
@@ -73,10 +80,13 @@ class LocalPreviewProvider:
             for cutout, category in zip(cutouts, categories):
                 region = region_for(category, layout, picture.width, picture.height)
                 picture = dress(picture, cutout, jittered(region, variant, picture.width, picture.height))
+            result_layout = layout
+            if framed:
+                picture, result_layout = frame(picture, layout, ratio, side)
             buffer = io.BytesIO()
             picture.save(buffer, format="JPEG", quality=92)
             ref = self.store.put(buffer.getvalue())
-            self._remember_layout(ref, layout)
+            self._remember_layout(ref, result_layout)
             refs.append(ref)
         return EditResult(ref=refs[0], duration_ms=(time.perf_counter() - started) * 1000, request_id=uuid.uuid4().hex,
                           variants=tuple(refs))
