@@ -270,14 +270,19 @@ def test_metrics_count_what_was_done(http, rest_app, person_b64, garment_b64):
     http.post("/api/images/generate", json={"apiKey": KEY, "userImage": person_b64, "garments": []})
     after = http.get("/api/metrics", params={"apiKey": KEY}).json()
     assert after["requests"] - before["requests"] == 2
-    assert after["succeeded"] - before["succeeded"] == 1 and after["failed"] - before["failed"] == 1
+    assert after["succeeded"] - before["succeeded"] == 1
+    # No garment is the user's mistake, not a failure: counted apart, out of the success rate.
+    assert after["user_errors"] - before["user_errors"] == 1 and after["failed"] - before["failed"] == 0
     assert after["errors"].get("no_garment", 0) - before["errors"].get("no_garment", 0) == 1
     assert after["by_mode"]["sync"]["total_ms"]["p50"] > 0 and 0 <= after["upload_cache_hit_rate"] <= 1
+    assert after["by_provider"]["fal"]["paid_calls"] - before.get("by_provider", {}).get("fal", {}).get("paid_calls", 0) == 1
     assert http.get("/api/metrics").status_code == 401  # metrics are behind the key too
     assert http.get("/metrics").status_code == 401  # with keys set, scrapers need one too
     prometheus = http.get("/metrics", headers={"authorization": f"Bearer {KEY}"}).text
     assert 'tryon_requests_total{mode="sync",outcome="ok"}' in prometheus
     assert 'tryon_request_duration_ms{mode="sync",quantile="0.50"}' in prometheus
+    assert 'tryon_outcomes_total{mode="sync",result="user_error"}' in prometheus
+    assert 'tryon_model_calls_total{provider="fal"}' in prometheus
 
 
 def test_one_json_log_line_per_request_without_images_or_keys(rest_app, http, person_b64, garment_b64):

@@ -79,6 +79,7 @@ class Settings:
     runpod_endpoint_id: str | None = None
     runpod_api_key: str | None = field(default=None, repr=False)
     runpod_base_url: str = "https://api.runpod.ai/v2"
+    runpod_price_usd: float | None = None  # what one image from your endpoint costs you (Metrics' estimate); None: unknown
     breaker_failures: int = 3  # outages in a row before a provider is skipped ...
     breaker_cooldown_s: float = 60.0  # ... for this long
     data_dir: Path = field(default_factory=lambda: _default_data_dir(os.environ))
@@ -164,6 +165,8 @@ class Settings:
             env, "RUNPOD_ENDPOINT_BASE_URL", "https://api.runpod.ai/v2", lambda s: s.rstrip("/"),
             lambda v: v.startswith(("https://", "http://")), "an http(s):// URL",
         )
+        runpod_price_usd = _parse(env, "TRYON_RUNPOD_PRICE_USD", None, float, lambda v: 0 <= v <= 100,
+                                  "a price in US dollars per image between 0 and 100 (e.g. 0.02)")
         breaker_failures = _parse(env, "TRYON_BREAKER_FAILURES", 3, int, lambda v: 1 <= v <= 100, "a whole number from 1 to 100")
         breaker_cooldown_s = _parse(
             env, "TRYON_BREAKER_COOLDOWN", 60, _duration_seconds, lambda v: 1 <= v <= 3600,
@@ -265,6 +268,7 @@ class Settings:
             runpod_endpoint_id=runpod_endpoint_id,
             runpod_api_key=runpod_api_key,
             runpod_base_url=runpod_base_url,
+            runpod_price_usd=runpod_price_usd,
             breaker_failures=breaker_failures,
             breaker_cooldown_s=float(breaker_cooldown_s),
             data_dir=data_dir,
