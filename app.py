@@ -102,6 +102,7 @@ def create_app(settings: Settings):
 
     from tryon import __version__
     from tryon.access import GradioLogins, RateLimiter, gradio_auth, key_is_valid
+    from tryon.api_docs import install_docs
     from gradio import utils as gr_utils
 
     from tryon.auth_throttle import AuthThrottle
@@ -109,14 +110,15 @@ def create_app(settings: Settings):
     from tryon.mcp_guard import McpGuard
     from tryon.rest import build_router, http_error, unexpected_error, validation_error
     from tryon.session_files import SessionFiles
-    from tryon.ui import build_demo, launch_options
+    from tryon.web.page import build_demo, launch_options
 
     api = FastAPI(
         title="tryon", version=__version__,
         description="Virtual try-on. The /api routes keep the request and response shapes of the system tryon "
                     "replaces; the page and its gradio API are at /.",
-        docs_url="/api/docs", openapi_url="/api/openapi.json", redoc_url=None,
+        docs_url=None, openapi_url="/api/openapi.json", redoc_url=None,
     )
+    install_docs(api)  # /api/docs with swagger-ui from an installed package, not a CDN (before the /api catch-all)
     api.add_exception_handler(RequestValidationError, validation_error)
     api.add_exception_handler(HTTPException, http_error)
     api.add_exception_handler(Exception, unexpected_error)

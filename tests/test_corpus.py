@@ -13,7 +13,7 @@ from gradio_client import Client, handle_file
 
 from corpus.make_corpus import cases, write
 from tryon.errors import MESSAGES
-from tryon.ui import Handlers
+from tryon.web.events import Handlers
 
 CASES = {case.name: case for case in cases()}
 pytestmark = pytest.mark.slow

@@ -26,9 +26,9 @@ def photo(tmp_path):
     return str(path)
 
 
-def add(history, session, photo, n=1):
+def add(history, session, photo, n=1, description=""):
     return history.add(session, {"person": photo, "garment_1": photo, "garment_2": None},
-                       {"categories": ["top", "auto", "auto", "auto"], "num_images": n},
+                       {"categories": ["top", "auto", "auto", "auto"], "num_images": n, "descriptions": [description]},
                        [Image.new("RGB", (64, 96), (n * 40, 0, 0)) for _ in range(n)], {"garments": 1, "n": n})
 
 
@@ -52,10 +52,46 @@ def test_sessions_do_not_see_each_other_s_looks_and_the_cookie_is_not_stored(his
 
 
 def test_the_history_is_bounded_and_dropped_looks_lose_their_files(history, photo):
-    looks = [add(history, "s" * 24, photo) for _ in range(5)]
+    looks = [add(history, "s" * 24, photo, description=f"look {n}") for n in range(5)]
     kept = history.looks("s" * 24)
     assert [look["id"] for look in kept] == [look["id"] for look in reversed(looks[2:])]
     assert not os.path.exists(looks[0]["results"][0]) and not os.path.exists(looks[1]["results"][0])
+
+
+def test_the_same_look_again_replaces_the_older_one_even_re_encoded(history, photo, tmp_path):
+    first = add(history, "d" * 24, photo)
+    # The look brought back and tried again: its photos are the kept JPEGs, re-encoded once more.
+    again = tmp_path / "again.jpg"
+    Image.open(first["inputs"]["person"]).save(again, "JPEG", quality=70)
+    second = history.add("d" * 24, {"person": str(again), "garment_1": str(again)},
+                         {"categories": ["top", "auto", "auto", "auto"], "num_images": 1.0, "descriptions": [None]},
+                         [Image.new("RGB", (64, 96), (9, 9, 9))], {"garments": 1})
+    assert [look["id"] for look in history.looks("d" * 24)] == [second["id"]]
+    assert not os.path.exists(first["results"][0])  # the older copy's pictures went with it
+    other = add(history, "d" * 24, photo, description="with a belt")  # other settings: another look
+    assert len(history.looks("d" * 24)) == 2 and other["id"] != second["id"]
+    darker = tmp_path / "darker.png"
+    Image.new("RGB", (64, 96), (150, 60, 20)).save(darker)
+    add(history, "d" * 24, str(darker), description="with a belt")  # another photo: another look
+    assert len(history.looks("d" * 24)) == 3
+
+
+def test_a_look_is_deleted_with_its_pictures_and_only_by_its_session(history, photo):
+    look = add(history, "e" * 24, photo)
+    assert history.remove("f" * 24, look["id"]) is False and len(history.looks("e" * 24)) == 1
+    assert history.remove("e" * 24, "../../etc") is False
+    assert history.remove("e" * 24, look["id"]) is True
+    assert history.looks("e" * 24) == [] and not os.path.exists(look["results"][0]) and not os.path.exists(look["thumbnail"])
+
+
+def test_the_thumbnail_shows_the_result_with_its_garments_beside_it(history, photo):
+    look = add(history, "g" * 24, photo)
+    thumb = Image.open(look["thumbnail"]).convert("RGB")
+    result = Image.open(look["results"][0])
+    assert thumb.height == result.height and thumb.width > result.width  # the result, and a strip beside it
+    strip = thumb.crop((result.width, 0, thumb.width, thumb.height))
+    colours = strip.getcolors(maxcolors=100_000)
+    assert any(abs(r - 200) < 16 and abs(g - 100) < 16 and abs(b - 50) < 16 for _, (r, g, b) in colours)  # the garment's colour
 
 
 def test_the_record_expires_with_the_job_ttl(history, photo, redis_server):
@@ -90,7 +126,7 @@ def test_the_history_keeps_the_normalized_photo_not_the_raw_upload(history, tmp_
     from tryon.config import Settings
     from tryon.providers.local import LocalPreviewProvider
     from tryon.service import TryOnService
-    from tryon.ui import Handlers
+    from tryon.web.events import Handlers
 
     exif = Image.Exif()
     exif[0x8825] = {1: "N", 2: (40.0, 26.0, 46.0), 3: "W", 4: (79.0, 58.0, 56.0)}  # GPS IFD
@@ -103,8 +139,9 @@ def test_the_history_keeps_the_normalized_photo_not_the_raw_upload(history, tmp_
     Image.new("RGB", (600, 800), (1, 2, 3)).save(result)
     service = TryOnService(Settings.from_env({"TRYON_DATA_DIR": str(tmp_path / "data")}), LocalPreviewProvider(), history=history)
     request = SimpleNamespace(headers={"cookie": "tryon_session=" + "k" * 32})
-    Handlers(service).remember(Path(person), Path(garment), None, None, None, "top", "auto", "auto", "auto", None, None, None, None,
-                               [], 1, "same", "1K", [(str(result), None)], {"garments": 1}, request=request)
+    settings = {"categories": ["top", "auto", "auto", "auto"], "descriptions": [None] * 4, "order": [], "num_images": 1,
+                "aspect_ratio": "same", "resolution": "1K"}
+    Handlers(service)._remember(request, Path(person), [Path(garment), None, None, None], settings, [str(result)], {"garments": 1})
     look = history.looks("k" * 32)[0]
     kept = Image.open(look["inputs"]["person"])
     assert kept.format == "JPEG" and not kept.getexif() and "exif" not in kept.info

@@ -1,7 +1,8 @@
-"""The UI's event functions and the Blocks wiring, without a server."""
+"""The page's event functions and the Blocks wiring, without a server (the browser tests are in e2e/)."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from types import SimpleNamespace
 
 import gradio as gr
@@ -10,7 +11,10 @@ from PIL import Image
 
 from tryon.errors import pick_language
 from tryon.outfit import CATEGORIES
-from tryon.ui import GARMENT_SLOTS, Handlers, PhotoInput, build_demo, examples, timing_rows
+from tryon.web.components import PhotoInput
+from tryon.web.events import GARMENT_SLOTS, Handlers, PageRun
+from tryon.web.page import EXAMPLE_GARMENTS, EXAMPLE_PEOPLE, build_demo, shipped
+from tryon.web.views import timing_bars, timing_rows
 
 
 def request(lang: str | None = None):
@@ -80,29 +84,67 @@ def test_upload_returns_a_reference_and_rejects_bad_files(handlers, files):
         handlers.upload(files["text"], request())
 
 
-def test_dropping_a_bad_file_clears_its_slot_and_a_good_one_is_kept(handlers, files):
-    check = handlers.prepare_slot("garment_2")
-    with pytest.warns(UserWarning, match="Garment 2: This file is not an image"):  # gr.Warning outside a live page
-        assert check(files["text"], request()) is None
-    kept = check(files["g1"], request())
-    assert not isinstance(kept, (str, type(None)))  # gr.skip(): leave the slot as it is
+def test_a_bad_file_stays_in_its_slot_with_its_reason_and_a_good_one_shows_its_guess(handlers, files):
+    check = handlers.check_slot("garment_2")
+    note, choices = check(files["text"], "auto", request("es"))
+    assert note["visible"] is True and note["value"] == "⚠️ Prenda 2: Este archivo no es una imagen. Usa una foto JPEG, PNG o WebP."
+    assert "slot-bad" in note["elem_classes"]  # the slot is marked (CSS) while its note shows
+    note, choices = check(files["g1"], "auto", request())
+    assert note["visible"] is False
+    auto_label = choices["choices"][0]
+    assert auto_label[1] == "auto" and auto_label[0].startswith("Auto: ")  # what Auto will do with this picture
+    assert handlers.check_slot("person")(files["text"], request())["visible"] is True
 
 
-def test_present_fills_slider_table_and_status(handlers, files):
-    image, timings = handlers.try_on(files["person"], files["g1"], files["g2"], None, None, request=request())
-    result_path = str(files["person"]).replace("person", "result")
-    image.save(result_path)
-    shown, slider, table, chart, status = handlers.present(files["person"], [(result_path, None)], timings, request("es"))
-    assert shown == result_path and slider[0].size == slider[1].size
-    assert table["visible"] is True
-    frame = table["value"]
+def test_try_on_is_enabled_only_with_a_person_and_a_garment_and_says_why(handlers, files):
+    none = (None,) * 4
+    run, hint, order_line, order = handlers.readiness(None, *none, *("auto",) * 4, *none, [], request())
+    assert run["interactive"] is False and hint["value"] == "To try on, add a person photo and at least one garment."
+    run, hint, _, _ = handlers.readiness(files["person"], *none, *("auto",) * 4, *none, [], request("es"))
+    assert run["interactive"] is False and hint["value"] == "Para probar, añade al menos una prenda."
+    run, hint, order_line, order = handlers.readiness(files["person"], None, files["g1"], None, None, *("auto",) * 4, *none, [], request())
+    assert run["interactive"] is True and hint["visible"] is False
+    assert [value for _, value in order["choices"]] == ["garment_2"]  # the order offers filled slots only
+    assert "Garment 2 (" in order_line and "detected" in order_line
+
+
+def frames_of(handlers, mode, person, g1, g2=None, lang=None, num_images=1):
+    """Every frame the run event sends, each as {output name: value}."""
+    frames = handlers.run_look(mode, person, g1, g2, None, None, "auto", "auto", "auto", "auto", None, None, None, None, [], num_images,
+                               "same", "1K", request=request(lang))
+    return [dict(zip(PageRun.OUTPUTS, frame)) for frame in frames]
+
+
+def test_a_run_says_each_step_at_once_and_ends_with_this_run_s_table_chart_and_picture(handlers, files):
+    frames = frames_of(handlers, "sync", files["person"], files["g1"], files["g2"], lang="es")
+    said = [frame["status"]["value"] for frame in frames]
+    assert said[0] == "⏳ Empezando…" and frames[0]["run"]["interactive"] is False  # busy at once
+    assert frames[0]["table"]["visible"] is False and frames[0]["chart"]["visible"] is False  # nothing of the last run
+    assert "⏳ Aplicando la prenda 1 de 2…" in said and "⏳ Aplicando la prenda 2 de 2…" in said
+    last = frames[-1]
+    assert last["status"]["value"].startswith("Vista previa sin conexión") and last["run"]["interactive"] is True
+    assert isinstance(last["result"], Image.Image)
+    assert last["variants"]["visible"] is False  # one picture: not shown again as a gallery
+    frame = last["table"]["value"]
     assert list(frame.columns) == ["Paso", "ms", "Detalle"]
-    assert "Llamada al proveedor 2" in frame["Paso"].tolist()
-    assert status.startswith("Vista previa sin conexión")
-    bars = chart["value"]
-    # No sort in the update: with one, gradio kept the previous run's bars (the labels carry the order instead).
-    assert chart["visible"] is True and list(bars["step"])[:1] == ["1. Imágenes"] and "sort" not in chart
-    assert "3. Llamada al proveedor 2" in list(bars["step"])
+    bars = last["chart"]["value"]
+    # The chart's bars are this run's: one per provider call in the table, same numbers.
+    calls = [row for row in frame.itertuples() if row.Paso.startswith("Llamada al proveedor")]
+    assert len(calls) == 2
+    assert [b for b in bars["step"] if "Llamada" in b] == ["2. Llamada al proveedor 1", "3. Llamada al proveedor 2"]
+    assert list(bars["ms"])[1:3] == [row.ms for row in calls]
+    assert "sort" not in last["chart"]  # with a sort, gradio kept the previous run's bars
+    assert last["compare_toggle"]["visible"] is True and last["compare"]["visible"] is False
+
+
+def test_a_user_mistake_goes_to_the_status_line_and_its_slot_not_an_error_pill(handlers, files):
+    frames = frames_of(handlers, "sync", files["person"], files["text"], lang="en")
+    last = frames[-1]
+    assert last["status"]["value"] == "⚠️ Garment 1: This file is not an image. Use a JPEG, PNG or WebP photo."
+    assert "status-error" in last["status"]["elem_classes"] and last["run"]["interactive"] is True
+    assert last["note_garment_1"]["visible"] is True and "not an image" in last["note_garment_1"]["value"]
+    frames = frames_of(handlers, "sync", files["person"], None, lang="es")
+    assert frames[-1]["status"]["value"] == "⚠️ Se requiere al menos una prenda."
 
 
 def test_timing_rows_cover_every_call_and_total():
@@ -111,12 +153,11 @@ def test_timing_rows_cover_every_call_and_total():
     rows = timing_rows(timings)
     steps = [row[0] for row in rows]
     assert steps.count("Provider call 1") == 1 and "Provider call 2" in steps and "Provider call 3" not in steps
-    assert rows[-1] == ["Total", 10140, "r1"]
+    assert rows[-1] == ["Total", 10140, ""]
+    assert all("cache" not in str(cell) for row in rows for cell in row)  # plain words, no developer matter
 
 
 def test_timing_bars_add_up_to_the_total():
-    from tryon.ui import timing_bars
-
     timings = {"inputs_ms": 30, "queue_wait_ms": 200, "fal_call_1": 5000, "fal_call_2": 5100, "download_ms": 3,
                "total_backend_ms": 10400}
     bars = timing_bars(timings)
@@ -170,13 +211,15 @@ def async_handlers(settings, redis_server):
     pool.stop()
 
 
-def test_async_submit_then_watch_moves_the_status_line_and_ends_with_the_picture(async_handlers, files):
-    job_id = async_handlers.submit_job(files["person"], files["g1"], files["g2"], None, None, request=request())
-    updates = list(async_handlers.watch_job(job_id, request()))
-    status, pictures, timings = updates[-1]
-    assert status.startswith(f"Job {job_id}: done in")
-    assert isinstance(pictures[0], Image.Image) and timings["garments"] == 2 and timings["fal_call_1"] > 0
-    assert all(update[0].startswith(f"Job {job_id}: ") for update in updates)
+def test_async_mode_moves_the_status_line_and_ends_with_the_picture(async_handlers, files):
+    frames = frames_of(async_handlers, "async", files["person"], files["g1"], files["g2"])
+    job_id = next(f["job_id"]["value"] for f in frames if isinstance(f["job_id"], dict) and f["job_id"].get("value"))
+    said = [f["status"]["value"] for f in frames]
+    assert any(text.startswith(f"⏳ Job {job_id}: ") for text in said)
+    last = frames[-1]
+    assert last["status"]["value"].startswith("Offline preview") and isinstance(last["result"], Image.Image)
+    assert last["record"]["garments"] == 2 and last["record"]["fal_call_1"] > 0
+    assert [b for b in last["chart"]["value"]["step"] if "Provider call" in b][0].endswith("Provider call 1")  # one call
     answer = async_handlers.job_status(job_id, request())
     assert answer["status"] == "done" and answer["timestamps"]["finished_at"] >= answer["timestamps"]["created_at"]
 
@@ -185,20 +228,21 @@ def test_an_unknown_job_id_is_a_clear_error(async_handlers):
     with pytest.raises(gr.Error) as caught:
         async_handlers.job_status("no-such-job-0123456789", request())
     assert caught.value.message.startswith("Job not found")
-    with pytest.raises(gr.Error):
-        list(async_handlers.watch_job("x" * 10_000, request("es")))
+    frames = [dict(zip(PageRun.OUTPUTS, f)) for f in async_handlers.check_job("x" * 10_000, request("es"))]
+    assert frames[-1]["status"]["value"].startswith("⚠️ ") and frames[-1]["run"]["interactive"] is True
 
 
-def test_the_mode_switch_shows_the_matching_button():
-    sync_button, async_button = Handlers.switch_mode("async")
-    assert sync_button["visible"] is False and async_button["visible"] is True
+def test_the_mode_switch_shows_the_job_id_box_in_async_only():
+    assert Handlers.switch_mode("async")["visible"] is True and Handlers.switch_mode("sync")["visible"] is False
 
 
-def test_examples_point_at_shipped_pictures():
-    rows = examples()
-    assert len(rows) >= 2
-    for row in rows:
-        assert len(row) == 1 + 2 * GARMENT_SLOTS and row[0] and row[1]  # person, garments, their categories
-        for path in filter(None, row[:1 + GARMENT_SLOTS]):
-            Image.open(path).verify()
-        assert all(category in CATEGORIES for category in row[1 + GARMENT_SLOTS:])
+def test_the_example_pictures_are_shipped_and_the_garments_are_recognised(service):
+    people, garments = shipped(EXAMPLE_PEOPLE), shipped(EXAMPLE_GARMENTS)
+    assert len(people) >= 3 and len(garments) >= 6
+    for path, _ in people + garments:
+        Image.open(path).verify()
+    expected = {"example_tshirt": "top", "example_jeans": "bottom", "example_jacket": "outerwear", "example_dress": "dress",
+                "example_skirt": "bottom", "example_shoes": "shoes"}
+    for path, key in garments:
+        if key in expected:
+            assert service.garment_category(Path(path), "garment_1")["category"] == expected[key], key

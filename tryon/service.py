@@ -28,6 +28,7 @@ from PIL import Image
 
 from .cache import SingleFlight, TTLCache
 from .fetch import SafeFetcher
+from .garment_guess import GarmentGuess, guess_jpeg, unsure
 from .history import LookHistory
 from .metrics import Metrics, event_from, request_log
 from .config import MAX_GARMENTS, Settings
@@ -36,14 +37,13 @@ from .images import ImageSource, Limits, NormalizedImage, load_image, read_bytes
 from .preview.badge import stamp_badge
 from .jobs import Job, JobQueue, now_ms
 from .outfit import GarmentSpec, Outfit, nearest_ratio
+from .progress import report
 from .prompts import outfit_prompt, sync_prompt
 from .providers.base import EditOptions, Provider
 from .providers.chain import ProviderChain
 from .timing import RequestTimer, claim_cold_start, elapsed_ms
 
 log = logging.getLogger(__name__)
-
-ProgressCallback = Callable[[int, int, str], None]  # (step, of_steps, what)
 
 
 @dataclass(frozen=True)
@@ -119,6 +119,11 @@ class TryOnService:
         # References this service handed out (e.g. by /api/images/upload): given back as input,
         # they are used as they are, not downloaded and uploaded again.
         self._known_refs: TTLCache[NormalizedImage] = TTLCache(capacity=1024)
+        # What each garment picture looks like, by normalized digest: computed once per picture,
+        # on threads of its own while the picture uploads (tryon.garment_guess).
+        self._guesses: TTLCache[GarmentGuess] = TTLCache(capacity=256)
+        self._guesses_in_flight: SingleFlight[GarmentGuess] = SingleFlight()
+        self._guess_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="tryon-guess")
 
     def _intake(self, source: ImageSource, field: str) -> tuple[NormalizedImage, bool]:
         try:
@@ -151,6 +156,8 @@ class TryOnService:
         started = time.perf_counter()
         image, intake_cached = self._intake(source, field)
         preprocess_ms = elapsed_ms(started)
+        if field.startswith("garment_") and self._guesses.get(image.digest) is None:
+            self._guess_pool.submit(self.guess, image)  # ready by the time the order is made
         started = time.perf_counter()
         try:
             ref, how = self._upload_once(image)
@@ -197,7 +204,7 @@ class TryOnService:
     def record(self, mode: str, outcome: str, timings: dict[str, Any] | None, garments: int) -> None:
         """One finished request: a metrics event and a JSON log line (see tryon.metrics)."""
         served = (timings or {}).get("provider") or self.provider.name
-        event = event_from(mode, served, outcome, timings, garments)
+        event = event_from(mode, served, outcome, timings, garments, self.settings)  # settings: the models priced
         request_log.info(json.dumps(event, separators=(",", ":")))
         if self.metrics is not None:
             self.metrics.record(event)
@@ -206,15 +213,15 @@ class TryOnService:
         self,
         person: ImageSource | None,
         garments: Sequence[ImageSource | None] | None,
-        on_progress: ProgressCallback | None = None,
         fetch: bool = True,
         outfit: Outfit | None = None,
     ) -> TryOnResult:
         """fetch=False: when the provider keeps the result at a public URL, return the URL and skip
         downloading the picture (the REST API hands the URL on, as the seed did). `outfit`: the
-        garments' categories and descriptions, their order, the number and size of results."""
+        garments' categories and descriptions, their order, the number and size of results.
+        Each step is told to a `tryon.progress` listener, if the caller has one."""
         try:
-            result = self._try_on_sync(person, garments, on_progress, fetch, outfit or Outfit())
+            result = self._try_on_sync(person, garments, fetch, outfit or Outfit())
         except TryOnError as error:
             self.record("sync", error.code, None, sum(1 for g in garments or [] if not _is_empty(g)))
             raise
@@ -225,7 +232,6 @@ class TryOnService:
         self,
         person: ImageSource | None,
         garments: Sequence[ImageSource | None] | None,
-        on_progress: ProgressCallback | None,
         fetch: bool,
         outfit: Outfit,
     ) -> TryOnResult:
@@ -233,19 +239,19 @@ class TryOnService:
         timer = RequestTimer("sync", self.provider.name)
         deadline = time.monotonic() + self.settings.request_timeout_s
         started = time.perf_counter()
+        report("uploading", count=len(inputs))
         uploads = self.upload_all(inputs)
         timer.add("inputs_ms", elapsed_ms(started))
         person_upload = uploads[0]
         by_field = {u.field: u for u in uploads[1:]}
         # Inner to outer, whatever slot each garment was dropped in (or the user's own order).
-        specs = outfit.specs(list(by_field))
+        specs = self.outfit_specs(outfit, by_field)
         aspect_ratio = self._aspect_ratio(outfit, person_upload.image)
         current = person_upload.ref
         request_ids, served_by, failover, prompts = [], [], [], []
         for step, spec in enumerate(specs, start=1):
             garment = by_field[spec.field]
-            if on_progress:
-                on_progress(step, len(specs), garment.field)
+            report("applying", step=step, total=len(specs), field=garment.field)
             remaining = deadline - time.monotonic()
             prompt = sync_prompt(self.settings.sync_prompt, spec)
             prompts.append(prompt)
@@ -271,6 +277,7 @@ class TryOnService:
         images: list[bytes] = []
         if fetch or not current.startswith("https://"):
             started = time.perf_counter()
+            report("fetching", count=len(refs))
             images = list(self._pool.map(self._fetch_result, refs))
             timer.add("download_ms", elapsed_ms(started))
         timings = timer.finish(
@@ -293,6 +300,36 @@ class TryOnService:
             variants=tuple(images),
             variant_urls=tuple(r for r in refs if r.startswith("https://")),
         )
+
+    def guess(self, image: NormalizedImage) -> GarmentGuess:
+        """What a garment picture looks like (tryon.garment_guess), once per picture."""
+        guess = self._guesses.get(image.digest)
+        if guess is not None:
+            return guess
+
+        def guess_and_remember() -> GarmentGuess:
+            try:
+                found = guess_jpeg(image.jpeg)
+            except Exception:  # a guess is a hint: never the reason a try-on fails
+                log.exception("garment guess failed")
+                found = unsure("error")
+            self._guesses.put(image.digest, found)
+            return found
+
+        return self._guesses_in_flight.run(image.digest, guess_and_remember)[0]
+
+    def outfit_specs(self, outfit: Outfit, by_field: dict[str, Upload]) -> list[GarmentSpec]:
+        """The garments in the order they go on; one left on "auto" gets the category its picture shows."""
+        # Usually cached, or nearly done: upload() started each garment's guess.
+        guesses = {f: self.guess(u.image) for f, u in by_field.items() if outfit.categories.get(f, "auto") == "auto"}
+        return outfit.specs(list(by_field), guesses)
+
+    def garment_category(self, source: ImageSource, field: str = "garment_1") -> dict[str, Any]:
+        """What one garment picture looks like: {"category", "confidence", "sure", "reason"}, for the
+        page to show in the slot when it is dropped ("sure": False means "treated as a top").
+        A bad picture raises the intake's TryOnError, naming `field`."""
+        image = self._known_refs.get(source.strip()) if isinstance(source, str) else None
+        return self.guess(image or self.intake(source, field)).public()
 
     def _fetch_result(self, ref: str) -> bytes:
         image = self.provider.fetch(ref)
@@ -343,7 +380,7 @@ class TryOnService:
         started = time.perf_counter()
         uploads = self.upload_all(inputs)
         by_field = {u.field: u for u in uploads[1:]}
-        specs = outfit.specs(list(by_field))  # the record keeps the garments inner to outer
+        specs = self.outfit_specs(outfit, by_field)  # the record keeps the garments inner to outer
         prompt = outfit_prompt(specs)
         timings = {
             "mode": "async",
@@ -407,7 +444,7 @@ class TryOnService:
         """
         refs = [item["ref"] for item in job.inputs]
         person, garments = refs[0], refs[1:]  # garments already inner to outer (submit_job)
-        specs = [GarmentSpec(i["field"], i.get("category", "auto"), i.get("description", "")) for i in job.inputs[1:]]
+        specs = [GarmentSpec.from_public(i) for i in job.inputs[1:]]  # categories as guessed at submit
         prompt = outfit_prompt(specs)
         chosen = job.timings.get("options") or {}
         options = EditOptions(num_images=int(chosen.get("num_images", 1)), aspect_ratio=chosen.get("aspect_ratio_sent", "auto"),

@@ -30,11 +30,11 @@ def browser():
 @pytest.fixture
 def page_in(browser, app_server, request):
     """page_in("es-ES") -> a page of the running app in that browser language; screenshots kept on exit.
-    page_in(app=other) opens another running app (e.g. the FAL-backed one)."""
+    page_in(app=other) opens another running app (e.g. the FAL-backed one); viewport=(390, 844) a phone's screen."""
     pages = []
 
-    def open_page(locale: str = "en-US", app=None):
-        context = browser.new_context(locale=locale, viewport={"width": 1280, "height": 1400})
+    def open_page(locale: str = "en-US", app=None, viewport: tuple[int, int] = (1280, 1400)):
+        context = browser.new_context(locale=locale, viewport={"width": viewport[0], "height": viewport[1]})
         page = context.new_page()
         page.goto((app or app_server).url)
         page.wait_for_selector("#try-on")

@@ -4,22 +4,18 @@ from __future__ import annotations
 
 import pytest
 
+from e2e.pagekit import chart_bars, choose_async, open_details, pick_garment, pick_person, table_rows, upload, wait_until_done
 from synthetic import draw_garment, draw_person
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 
-def upload(page, slot: str, path: str) -> None:
-    page.locator(f"#{slot} input[type=file]").set_input_files(path)
-
-
 def test_person_and_two_garments_give_a_picture_and_a_timing_table(page_in, asset_paths, snap):
     page = page_in()
     snap(page, "empty")
-    assert page.locator("#preview-banner").inner_text().startswith("Offline preview mode.")
+    assert page.locator("#preview-pill").inner_text().startswith("Offline preview: not the AI model")
     upload(page, "person", asset_paths["person_illustration"])
     upload(page, "garment_1", asset_paths["garment_tshirt_red"])
-    page.locator("#more-garments").get_by_text("More garments").click()
     upload(page, "garment_2", asset_paths["garment_jacket_denim"])
     snap(page, "filled")
     page.locator("#try-on").click()
@@ -40,28 +36,30 @@ def test_person_and_two_garments_give_a_picture_and_a_timing_table(page_in, asse
 
 def test_an_example_fills_the_slots_and_runs(page_in):
     page = page_in()
-    page.locator(".gallery-item, tr.tr-body").first.click()
-    page.locator("#person img").wait_for(timeout=10_000)
-    page.locator("#garment_1 img").wait_for(timeout=10_000)
+    pick_person(page)
+    pick_garment(page, 0, slot=1)
+    pick_garment(page, 1, slot=2)
     page.locator("#try-on").click()
     page.locator("#result img").wait_for(timeout=30_000)
 
 
-def test_a_non_image_gets_a_clear_message(page_in, tmp_path):
+def test_a_non_image_gets_a_clear_message_under_its_slot(page_in, tmp_path):
     page = page_in()
     notes = tmp_path / "notes.jpg"
     notes.write_text("not a photo")
     upload(page, "garment_1", str(notes))
-    toast = page.get_by_text("Garment 1: This file is not an image. Use a JPEG, PNG or WebP photo.")
-    toast.wait_for(timeout=10_000)
-    assert toast.is_visible()
+    note = page.locator("#note_garment_1")
+    note.get_by_text("Garment 1: This file is not an image. Use a JPEG, PNG or WebP photo.").wait_for(timeout=10_000)
+    assert note.is_visible() and page.locator(".toast-body").count() == 0  # in place, not a corner toast
 
 
-def test_trying_on_without_a_garment_says_so(page_in, asset_paths):
+def test_trying_on_without_a_garment_says_what_is_missing(page_in, asset_paths):
     page = page_in()
+    assert page.locator("#try-on").is_disabled()
+    assert page.locator("#run-hint").inner_text() == "Add a person photo and at least one garment to try on."
     upload(page, "person", asset_paths["person_illustration"])
-    page.locator("#try-on").click()
-    page.get_by_text("At least one garment is required.").wait_for(timeout=10_000)
+    page.locator("#run-hint").get_by_text("To try on, add at least one garment.").wait_for(timeout=10_000)
+    assert page.locator("#try-on").is_disabled()
 
 
 def test_spanish_browser_gets_the_spanish_page(page_in, asset_paths):
@@ -69,13 +67,13 @@ def test_spanish_browser_gets_the_spanish_page(page_in, asset_paths):
     page.get_by_role("button", name="Probar", exact=True).wait_for(timeout=10_000)
     assert "probador virtual" in page.inner_text("body")
     upload(page, "person", asset_paths["person_illustration"])
-    page.locator("#try-on").click()
-    page.get_by_text("Se requiere al menos una prenda.").wait_for(timeout=10_000)
+    page.locator("#run-hint").get_by_text("Para probar, añade al menos una prenda.").wait_for(timeout=10_000)
 
 
 def test_with_fal_the_photos_upload_on_drop_and_the_model_s_picture_arrives(page_in, fal_app, fal_server, tmp_path):
     page = page_in(app=fal_app)
-    assert page.locator("#preview-banner").count() == 0  # the real model: no offline banner
+    assert page.locator("#preview-pill").count() == 0  # the real model: no offline pill
+    open_details(page)
     assert "Provider (the AI model)" in page.locator("#footer").inner_text()
     assert page.locator("#provider-chain").inner_text() == "FAL · fal-ai/nano-banana-pro/edit"
     # pictures no earlier test uploaded, so the app's upload cache cannot know them
@@ -93,13 +91,14 @@ def test_with_fal_the_photos_upload_on_drop_and_the_model_s_picture_arrives(page
     page.locator("#try-on").click()
     page.locator("#timings").get_by_text("Provider call 1").wait_for(timeout=30_000)
     table = page.locator("#timings").inner_text()
-    assert table.count("cache hit") >= 2 or "joined the upload" in table  # the click reused the drop's uploads
+    assert table.count("already uploaded") >= 2  # the click reused the drop's uploads
     assert len(fal_server.uploads) == 2 and len(fal_server.submits) == 1
     assert "with FAL · fal-ai/nano-banana-pro/edit" in page.locator("#status").inner_text()
 
 
 def test_the_page_shows_the_provider_chain_and_which_one_served(page_in, vendor_app, replicate_server, runpod_server, asset_paths, snap):
     page = page_in(app=vendor_app)
+    open_details(page)
     assert page.locator("#provider-chain").inner_text() == (
         f"Replicate · google/nano-banana → RunPod · endpoint {runpod_server.endpoint}")
     upload(page, "person", asset_paths["person_astronaut"])
@@ -124,8 +123,8 @@ def test_async_mode_shows_the_job_moving_and_the_picture_arriving(page_in, fal_a
     page = page_in(app=fal_app)
     upload(page, "person", asset_paths["person_illustration"])
     upload(page, "garment_1", asset_paths["garment_tshirt_red"])
-    page.locator("#mode").get_by_text("Async", exact=True).click()
-    page.locator("#submit-job").click()
+    choose_async(page)
+    page.locator("#try-on").click()
     page.locator("#status").get_by_text("processing").wait_for(timeout=20_000)
     snap(page, "processing")
     job_id = page.locator("#job-id textarea, #job-id input").first.input_value()
@@ -136,7 +135,7 @@ def test_async_mode_shows_the_job_moving_and_the_picture_arriving(page_in, fal_a
     assert len(fal_server.submits) == 1
     # a second visitor checks the same job by its id
     other = page_in(app=fal_app)
-    other.locator("#check-job").get_by_text("Check a job").click()
+    choose_async(other)
     other.locator("#check-job-id textarea, #check-job-id input").first.fill(job_id)
     other.locator("#check-job-button").click()
     other.locator("#result img").wait_for(timeout=20_000)
@@ -188,12 +187,14 @@ def test_sync_progress_says_which_garment_is_being_applied(page_in, fal_app, fal
     draw_garment("hoodie", colour=(90, 20, 120)).save(second)
     upload(page, "person", str(person))
     upload(page, "garment_1", str(first))
-    page.locator("#more-garments").get_by_text("More garments").click()
     upload(page, "garment_2", str(second))
+    page.locator("#garment_2 img").wait_for(timeout=10_000)
+    page.locator("#try-on:not([disabled])").wait_for(timeout=10_000)
     page.locator("#try-on").click()
-    page.get_by_text("Applying garment 1 of 2").wait_for(timeout=15_000)
+    page.locator("#status").get_by_text("Applying garment 1 of 2").wait_for(timeout=15_000)
+    assert page.locator("#try-on").is_disabled() and page.locator("#try-on").inner_text() == "Working…"  # busy, and says so
     snap(page, "garment-1-of-2")
-    page.get_by_text("Applying garment 2 of 2").wait_for(timeout=15_000)
+    page.locator("#status").get_by_text("Applying garment 2 of 2").wait_for(timeout=15_000)
     snap(page, "garment-2-of-2")
     page.locator("#timing-chart").wait_for(timeout=15_000)
     snap(page, "chart")
@@ -262,23 +263,11 @@ def test_a_fal_outage_is_served_by_replicate_and_the_page_says_so(page_in, fal_t
     assert len(replicate_server.predictions) == 1
 
 
-def chart_bars(page) -> dict[str, float]:
-    """The timing chart's bars as Vega labels them for screen readers: {"2. Provider call 1": 77.4, ...}."""
-    labels = page.eval_on_selector_all("#timing-chart svg [aria-label]", "els => els.map(e => e.getAttribute('aria-label'))")
-    bars = {}
-    for label in labels:
-        if "; ms: " in label:
-            step, ms = label.split(" : ", 1)[-1].split("; ms: ")
-            bars[step] = float(ms)
-    return bars
-
-
 def test_the_timing_chart_shows_this_run_not_the_last_one(page_in, asset_paths, snap):
     """After a 3-garment look, a 1-garment look's chart has one provider call, with this run's time."""
     page = page_in()
     upload(page, "person", asset_paths["person_illustration"])
     upload(page, "garment_1", asset_paths["garment_tshirt_red"])
-    page.locator("#more-garments").get_by_text("More garments").click()
     upload(page, "garment_2", asset_paths["garment_jacket_denim"])
     upload(page, "garment_3", asset_paths["garment_jeans_blue"])
     page.locator("#try-on").click()

@@ -34,6 +34,7 @@ import httpx
 from ..config import Settings
 from ..errors import ProviderError
 from ..images import NormalizedImage
+from ..progress import report
 from .base import EditOptions, EditResult
 from .deadline import DeadlinePassed, call_before
 from .download import ResultDownloader
@@ -192,6 +193,10 @@ class FalProvider:
             status = call_before(deadline, handle.status, "fal-status")
             if isinstance(status, self._fal.Completed):
                 return status
+            if isinstance(status, self._fal.Queued):
+                report("queued", position=status.position + 1)  # FAL counts from 0: 0 = next to run
+            else:
+                report("running")
             time.sleep(max(0.0, min(POLL_INTERVAL_S, deadline - time.monotonic())))
 
     def _cancel(self, handle) -> str:

@@ -22,6 +22,7 @@ import httpx
 
 from ..config import Settings
 from ..errors import ProviderError
+from ..progress import report
 from ..images import NormalizedImage
 from .base import EditOptions, EditResult
 from .download import ResultDownloader, first_image_url
@@ -190,6 +191,8 @@ class ReplicateProvider:
                     prediction = None
             if prediction is not None and prediction.status in ("succeeded", "failed", "canceled"):
                 return prediction
+            if prediction is not None:
+                report("queued" if prediction.status == "starting" else "running")  # no position at Replicate
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 self._cancel(prediction_id)

@@ -21,6 +21,7 @@ import httpx
 
 from ..config import Settings
 from ..errors import ProviderError
+from ..progress import report
 from ..images import NormalizedImage
 from .base import EditOptions, EditResult
 from .download import ResultDownloader, all_image_urls
@@ -105,6 +106,8 @@ class RunPodProvider:
             state = status.get("status")
             if state in DONE:
                 break
+            if state:
+                report("queued" if state == "IN_QUEUE" else "running")  # RunPod gives no position
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 self._cancel(job_id)

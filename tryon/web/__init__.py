@@ -1,0 +1,1 @@
+"""The web side of tryon: the gradio page (components, views, events, layout)."""
