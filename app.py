@@ -101,15 +101,15 @@ def create_app(settings: Settings):
     from starlette.exceptions import HTTPException
 
     from tryon import __version__
-    from tryon.access import GradioLogins, RateLimiter, gradio_auth, key_is_valid
-    from tryon.api_docs import install_docs
+    from tryon.web.access import GradioLogins, RateLimiter, gradio_auth, key_is_valid
+    from tryon.web.api_docs import install_docs
     from gradio import utils as gr_utils
 
-    from tryon.auth_throttle import AuthThrottle
-    from tryon.body_guard import BodyGuard
-    from tryon.mcp_guard import McpGuard
-    from tryon.rest import build_router, http_error, unexpected_error, validation_error
-    from tryon.session_files import SessionFiles
+    from tryon.web.auth_throttle import AuthThrottle
+    from tryon.web.body_guard import BodyGuard
+    from tryon.web.mcp_guard import McpGuard
+    from tryon.web.rest import build_router, http_error, unexpected_error, validation_error
+    from tryon.web.session_files import SessionFiles
     from tryon.web.page import build_demo, launch_options
 
     api = FastAPI(
@@ -177,7 +177,7 @@ def main() -> int:
         return 2
     import uvicorn
 
-    from tryon.access import openness
+    from tryon.web.access import openness
 
     host, port = server_address()
     log = logging.getLogger("tryon")

@@ -14,7 +14,7 @@ from fastapi import APIRouter, FastAPI
 from fastapi.responses import JSONResponse
 from fastapi.testclient import TestClient
 
-from tryon.api_docs import ASSETS_URL, DOCS_URL, assets_dir, install_docs
+from tryon.web.api_docs import ASSETS_URL, DOCS_URL, assets_dir, install_docs
 
 # A browser runs a script served as either JavaScript type (gradio registers application/javascript
 # for .js when its routes load; Python's own table says text/javascript). Anything else it refuses

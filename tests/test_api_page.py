@@ -1,4 +1,4 @@
-"""gradio's "Use via API" page in plain words: tryon/api_page.py on a tiny Blocks shaped like ours."""
+"""gradio's "Use via API" page in plain words: tryon/web/api_page.py on a tiny Blocks shaped like ours."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from tryon.api_page import (GARMENT_EXAMPLE, LAUNCH_OPTIONS, PERSON_EXAMPLE, PlainApiPage, example_file,
+from tryon.web.api_page import (GARMENT_EXAMPLE, LAUNCH_OPTIONS, PERSON_EXAMPLE, PlainApiPage, example_file,
                             plain_label)
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -203,7 +203,7 @@ def test_the_app_s_page_is_built_with_it(settings):
 
     demo = build_demo(TryOnService(settings, LocalPreviewProvider()))
     if not isinstance(demo, PlainApiPage):
-        pytest.xfail("tryon/web/page.py does not build its Blocks with PlainApiPage yet (see tryon/api_page.py)")
+        pytest.xfail("tryon/web/page.py does not build its Blocks with PlainApiPage yet (see tryon/web/api_page.py)")
     assert launch_options().get("enable_monitoring") is False
     demo.i18n_instance = launch_options()["i18n"]
     info = demo.get_api_info()

@@ -7,12 +7,12 @@ import time
 
 import pytest
 
-from tryon.access import RateLimiter, bearer_token
-from tryon.auth_throttle import failure_status
+from tryon.web.access import RateLimiter, bearer_token
+from tryon.web.auth_throttle import failure_status
 from tryon.budget import Budget, give_back_memory
 from tryon.config import Settings
 from tryon.errors import ConfigError, TryOnError
-from tryon.mcp_guard import is_mcp
+from tryon.web.mcp_guard import is_mcp
 
 
 def test_a_budget_admits_up_to_its_capacity_and_frees_on_release():

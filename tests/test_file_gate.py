@@ -21,7 +21,7 @@ from gradio_client.utils import encode_file_path
 from PIL import Image
 
 from tryon.errors import MESSAGES
-from tryon.session_files import COOKIE
+from tryon.web.session_files import COOKIE
 
 pytestmark = pytest.mark.slow
 

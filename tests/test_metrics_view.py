@@ -1,4 +1,4 @@
-"""The Metrics tab's Markdown (tryon/metrics_view.py), from summaries of events in a real Redis:
+"""The Metrics tab's Markdown (tryon/web/metrics_view.py), from summaries of events in a real Redis:
 plain words in English and Spanish, no raw codes, spend per provider, tables that fit a phone."""
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ import pytest
 
 from tryon.errors import MESSAGES
 from tryon.metrics import Metrics
-from tryon.metrics_view import code_label, metrics_page, metrics_series
+from tryon.web.metrics_view import code_label, metrics_page, metrics_series
 from tryon.redis_server import client_for
-from tryon.ui_text import STRINGS
+from tryon.web.text import STRINGS
 
 from test_metrics import record, timings
 

@@ -8,7 +8,7 @@ import httpx
 import pytest
 from gradio_client import Client, handle_file
 
-from tryon.session_files import COOKIE, FileOwners
+from tryon.web.session_files import COOKIE, FileOwners
 
 
 def session(app_url: str) -> httpx.Client:
@@ -37,7 +37,7 @@ def test_owners_are_per_session_and_forgotten_after_their_lifetime(monkeypatch):
     owners.grant("/c/b.png", "alice")
     owners.grant("/c/c.png", "alice")  # over the bound: the oldest path is dropped
     assert len(owners) == 2 and not owners.may_read("/c/a.png", "alice")
-    import tryon.session_files as module
+    import tryon.web.session_files as module
     later = module.time.monotonic() + 61
     monkeypatch.setattr(module.time, "monotonic", lambda: later)
     assert not owners.may_read("/c/c.png", "alice")
@@ -62,7 +62,7 @@ def test_only_file_components_grant_what_an_answer_names(tmp_path):
     """A JSON or text output is whatever the client sent: a tagged path inside it grants nothing."""
     import gradio as gr
 
-    from tryon.file_gate import FileGate
+    from tryon.web.file_gate import FileGate
 
     uploads = tmp_path / "uploads"
     (uploads / "h").mkdir(parents=True)

@@ -7,7 +7,7 @@ provider its model calls and their estimated cost. From those: looks per
 outcome class, the success rate, p50/p95 of total and provider time per mode
 and per provider, paid calls and estimated spend per provider, the two photo
 caches and a latency series; as JSON (/api/metrics), as Prometheus text
-(/metrics) and on the page's Metrics tab (tryon/metrics_view.py). Metrics
+(/metrics) and on the page's Metrics tab (tryon/web/metrics_view.py). Metrics
 never break a request: a Redis error there is logged and dropped.
 
 Outcomes fall in four classes (`outcome_class`):

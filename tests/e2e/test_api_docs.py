@@ -1,6 +1,6 @@
 """The API pages in a real browser with no internet (every request to another host refused):
-/api/docs renders the REST operations (swagger-ui's files come from the app, tryon/api_docs.py),
-and gradio's "Use via API" page reads in plain words (tryon/api_page.py)."""
+/api/docs renders the REST operations (swagger-ui's files come from the app, tryon/web/api_docs.py),
+and gradio's "Use via API" page reads in plain words (tryon/web/api_page.py)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 
 from conftest import free_port
 from e2e.conftest import ARTIFACTS
-from tryon.api_page import GARMENT_EXAMPLE, LAUNCH_OPTIONS, PERSON_EXAMPLE
+from tryon.web.api_page import GARMENT_EXAMPLE, LAUNCH_OPTIONS, PERSON_EXAMPLE
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 

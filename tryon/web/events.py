@@ -30,8 +30,8 @@ from .. import progress
 from ..errors import InvalidImage, TryOnError, field_label, pick_language
 from ..outfit import CATEGORIES, Outfit
 from ..service import TryOnResult, TryOnService
-from ..session_files import session_of
-from ..ui_text import category_word, say
+from .session_files import session_of
+from .text import category_word, say
 from .views import (before_after, done_text, gallery_paths, look_caption, progress_text, prompts_text,
                     timing_bars, timing_rows)
 
@@ -522,7 +522,7 @@ class Handlers:
         lang = language(request)
         if self.service.metrics is None:
             return say("metrics_off", lang), None
-        from ..metrics_view import metrics_page, metrics_series
+        from .metrics_view import metrics_page, metrics_series
 
         summary = self.service.metrics.summary()
         return metrics_page(summary, self.service.provider_health(), lang), metrics_series(summary)

@@ -11,12 +11,12 @@ from typing import Any
 
 import gradio as gr
 
-from ..api_page import LAUNCH_OPTIONS, PlainApiPage
-from ..file_gate import FileGate, GatedBlocks
+from .api_page import LAUNCH_OPTIONS, PlainApiPage
+from .file_gate import FileGate, GatedBlocks
 from ..outfit import ASPECT_RATIOS, CATEGORIES, MAX_VARIANTS, RESOLUTIONS
 from ..service import TryOnService
-from ..session_files import FileOwners
-from ..ui_text import I18N, say
+from .session_files import FileOwners
+from .text import I18N, say
 from .components import PhotoInput, ResultCount
 from .events import FIELDS, GARMENT_SLOTS, Handlers, PageRun, language
 

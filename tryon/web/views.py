@@ -14,7 +14,7 @@ import pandas as pd
 from PIL import Image
 
 from ..errors import field_label
-from ..ui_text import category_word, say
+from .text import category_word, say
 
 
 def gallery_paths(value) -> list[str]:

@@ -16,7 +16,7 @@ from starlette.requests import HTTPConnection
 from starlette.responses import JSONResponse
 
 from .access import GradioLogins, RateLimiter
-from .errors import InvalidRequest, pick_language
+from ..errors import InvalidRequest, pick_language
 from .mcp_guard import is_mcp
 from .rest import error_response
 

@@ -19,7 +19,7 @@ import threading
 import time
 from typing import Callable, Mapping
 
-from .config import Settings
+from ..config import Settings
 
 
 def key_is_valid(candidate: object, keys: tuple[str, ...]) -> bool:

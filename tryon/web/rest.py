@@ -30,10 +30,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException
 
 from .access import RateLimiter, key_is_valid
-from .config import Settings
-from .errors import InvalidRequest, TryOnError, pick_language
-from .outfit import Outfit
-from .service import TryOnService
+from ..config import Settings
+from ..errors import InvalidRequest, TryOnError, pick_language
+from ..outfit import Outfit
+from ..service import TryOnService
 
 log = logging.getLogger(__name__)
 

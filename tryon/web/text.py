@@ -83,7 +83,7 @@ STRINGS: dict[str, dict[str, str]] = {
         "breaker_open": "skipped after repeated failures; next try in {seconds:.0f} s",
         "breaker_half-open": "cooling down over; the next request probes it",
         "internal_error": "Something went wrong on our side (request {request_id}). Please try again.",
-        # The Metrics tab (tryon/metrics_view.py): metrics_code_<code> names each error code in a few words.
+        # The Metrics tab (tryon/web/metrics_view.py): metrics_code_<code> names each error code in a few words.
         "metrics_window": "Last {hours} h",
         "metrics_none": "no looks yet.",
         "metrics_looks": "{n} looks",
@@ -243,7 +243,7 @@ STRINGS: dict[str, dict[str, str]] = {
         "breaker_open": "se salta tras fallos repetidos; próximo intento en {seconds:.0f} s",
         "breaker_half-open": "enfriamiento terminado; la próxima petición lo prueba",
         "internal_error": "Algo falló por nuestra parte (petición {request_id}). Inténtalo de nuevo.",
-        # The Metrics tab (tryon/metrics_view.py): metrics_code_<code> names each error code in a few words.
+        # The Metrics tab (tryon/web/metrics_view.py): metrics_code_<code> names each error code in a few words.
         "metrics_window": "Últimas {hours} h",
         "metrics_none": "todavía no hay looks.",
         "metrics_looks": "{n} looks",

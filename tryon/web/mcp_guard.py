@@ -13,7 +13,7 @@ import re
 from starlette.requests import HTTPConnection
 
 from .access import GradioLogins, bearer_token, key_is_valid
-from .errors import InvalidRequest
+from ..errors import InvalidRequest
 from .rest import error_response
 
 PREFIX = "/gradio_api/mcp"

@@ -22,7 +22,7 @@ from typing import Any, Iterator
 import gradio as gr
 from gradio_client.utils import is_http_url_like
 
-from .errors import InvalidRequest, pick_language
+from ..errors import InvalidRequest, pick_language
 from .session_files import FileOwners, canonical, resolved_under, session_of
 
 

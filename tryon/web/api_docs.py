@@ -10,7 +10,7 @@ favicon.png; swagger-ui is Apache-2.0, the package MIT). Only the files are used
 Everything here is under `/api/`, so the middlewares treat it as they treat `/api/docs`: no
 session cookie (`SessionFiles` skips `/api/`), no body to hold, no login (gradio's login covers
 only the mounted page) and no key (documentation is public, docs/SECURITY.md). Install it right
-after FastAPI(...) is built: `/api/{path}`'s catch-all 404 (tryon/rest.py) is added later and would
+after FastAPI(...) is built: `/api/{path}`'s catch-all 404 (tryon/web/rest.py) is added later and would
 otherwise answer first.
 """
 

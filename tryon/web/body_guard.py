@@ -19,8 +19,8 @@ from collections import deque
 
 from starlette.requests import Request
 
-from .budget import Budget
-from .errors import InvalidRequest, TryOnError
+from ..budget import Budget
+from ..errors import InvalidRequest, TryOnError
 from .rest import error_response  # the seed's shape, in the client's language
 
 TRIM_AT = 16 << 20  # after a body this large, freed memory is given back once the budget is idle

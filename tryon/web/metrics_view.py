@@ -6,7 +6,7 @@ unreachable), 1 was a user mistake (no garment)…"), then the numbers by mode a
 measures as rows, at most two modes or providers as columns per table, every cell a few short
 words, so that a 390 px phone breaks nothing mid-word (measured in Chromium; units and meanings
 are in the caption under each table), every error code by its name in the page's language
-(`metrics_code_<code>` in tryon/ui_text.py), the estimated spend (tryon/prices.py), and each
+(`metrics_code_<code>` in tryon/web/text.py), the estimated spend (tryon/prices.py), and each
 provider's circuit breaker. What counts as a failure is decided in tryon/metrics.py.
 """
 
@@ -16,9 +16,9 @@ from typing import Any
 
 import pandas as pd
 
-from .metrics import outcome_class
-from .prices import OFFLINE
-from .ui_text import STRINGS, say
+from ..metrics import outcome_class
+from ..prices import OFFLINE
+from .text import STRINGS, say
 
 PROVIDER_NAMES = {"fal": "FAL", "replicate": "Replicate", "runpod": "RunPod"}  # proper names, in every language
 COLUMNS = 2  # modes or providers side by side in one table (more do not fit a 390 px phone)
