@@ -40,6 +40,9 @@ CSS = """
 #example-people .grid-container, #example-garments .grid-container { grid-template-columns: repeat(4, minmax(0, 1fr)) !important;
   grid-auto-rows: 84px !important; gap: 6px !important; }
 #example-people .grid-wrap, #example-garments .grid-wrap { overflow-x: hidden; }
+/* Their names are the pictures' alt text, the thumbnails' accessible names and a tooltip; a
+   caption chip cut to "Red T-…" over a 90 px picture only hid it. */
+#example-people .caption-label, #example-garments .caption-label { display: none; }
 #metrics-summary th, #metrics-summary td { overflow-wrap: normal; word-break: normal; }
 /* gradio 6 draws the table's cells as ARIA grid cells: keep each number on one line. */
 #timings [role=gridcell][data-col="1"] { white-space: nowrap; text-align: right; }
@@ -63,7 +66,7 @@ JS = """
     // gradio names each thumbnail "Thumbnail 3 of 8": say what it shows (its caption, the img's alt) instead.
     document.querySelectorAll('.thumbnail-item').forEach((item) => {
       const img = item.querySelector('img');
-      if (img && img.alt && item.getAttribute('aria-label') !== img.alt) item.setAttribute('aria-label', img.alt);
+      if (img && img.alt && item.getAttribute('aria-label') !== img.alt) { item.setAttribute('aria-label', img.alt); item.title = img.alt; }
     });
   };
   mark();
