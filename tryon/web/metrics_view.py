@@ -18,7 +18,7 @@ import pandas as pd
 
 from ..metrics import outcome_class
 from ..prices import OFFLINE
-from .text import STRINGS, say
+from .text import STRINGS, decimal, say
 
 PROVIDER_NAMES = {"fal": "FAL", "replicate": "Replicate", "runpod": "RunPod"}  # proper names, in every language
 COLUMNS = 2  # modes or providers side by side in one table (more do not fit a 390 px phone)
@@ -32,24 +32,19 @@ def _counted(key: str, n: int, lang: str, **params: Any) -> str:
     return say(f"{key}_1" if n == 1 and f"{key}_1" in table else key, lang, n=n, **params)
 
 
-def _decimal(value: float, digits: int, lang: str) -> str:
-    text = f"{value:.{digits}f}"
-    return text.replace(".", ",") if lang == "es" else text
-
-
 def percent(rate: float | None, lang: str = "en") -> str:
-    return "–" if rate is None else f"{_decimal(rate * 100, 1, lang)}\u00a0%"
+    return "–" if rate is None else f"{decimal(rate * 100, 1, lang)}\u00a0%"
 
 
 def seconds(ms: float | None, lang: str = "en") -> str:
-    return "–" if ms is None else _decimal(ms / 1000, 1, lang)
+    return "–" if ms is None else decimal(ms / 1000, 1, lang)
 
 
 def money(usd: float | None, lang: str = "en") -> str:
     """An estimate in US$: cents, or a tenth of a cent below ten cents ($0.039)."""
     if usd is None:
         return "–"
-    amount = _decimal(usd, 2 if usd == 0 or usd >= 0.1 else 3, lang)
+    amount = decimal(usd, 2 if usd == 0 or usd >= 0.1 else 3, lang)
     return f"{amount} US$" if lang == "es" else f"${amount}"
 
 

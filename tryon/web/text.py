@@ -35,8 +35,8 @@ STRINGS: dict[str, dict[str, str]] = {
         "before_after": "Before / after",
         "timings": "Where the time went",
         "timing_record": "Timing record (JSON)",
-        "status_done": "Done in {seconds:.2f} s with {provider}.",
-        "status_done_preview": "Offline preview (not the AI result), made in {seconds:.2f} s.",
+        "status_done": "Done in {seconds} s with {provider}.",
+        "status_done_preview": "Offline preview (not the AI result), made in {seconds} s.",
         "applying": "Applying garment {step} of {total}",
         "step": "Step",
         "ms": "ms",
@@ -195,8 +195,8 @@ STRINGS: dict[str, dict[str, str]] = {
         "before_after": "Antes / después",
         "timings": "En qué se fue el tiempo",
         "timing_record": "Registro de tiempos (JSON)",
-        "status_done": "Hecho en {seconds:.2f} s con {provider}.",
-        "status_done_preview": "Vista previa sin conexión (no es el resultado de la IA), hecha en {seconds:.2f} s.",
+        "status_done": "Hecho en {seconds} s con {provider}.",
+        "status_done_preview": "Vista previa sin conexión (no es el resultado de la IA), hecha en {seconds} s.",
         "applying": "Aplicando la prenda {step} de {total}",
         "step": "Paso",
         "ms": "ms",
@@ -497,3 +497,9 @@ def category_word(category: str, lang: str = "en") -> str:
 def say(key: str, lang: str = "en", **params) -> str:
     table = STRINGS.get(lang, STRINGS["en"])
     return table.get(key, STRINGS["en"][key]).format(**params)
+
+
+def decimal(value: float, digits: int, lang: str = "en") -> str:
+    """A number as the language writes it: 0.51 / 0,51."""
+    text = f"{value:.{digits}f}"
+    return text.replace(".", ",") if lang == "es" else text

@@ -14,7 +14,7 @@ import pandas as pd
 from PIL import Image
 
 from ..errors import field_label
-from .text import category_word, say
+from .text import category_word, decimal, say
 
 
 def gallery_paths(value) -> list[str]:
@@ -125,9 +125,9 @@ def progress_text(phase: str, facts: dict[str, Any], lang: str, step: dict[str, 
 def done_text(timings: dict[str, Any], provider_label: str, variants: int, lang: str) -> str:
     seconds = (timings.get("total_backend_ms") or 0) / 1000
     if timings.get("offline_preview"):
-        text = say("status_done_preview", lang, seconds=seconds)
+        text = say("status_done_preview", lang, seconds=decimal(seconds, 2, lang))
     else:
-        text = say("status_done", lang, seconds=seconds, provider=provider_label)
+        text = say("status_done", lang, seconds=decimal(seconds, 2, lang), provider=provider_label)
     if variants > 1:
         text += " " + say("variants_hint", lang, count=variants)
     return text
