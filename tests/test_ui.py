@@ -86,14 +86,15 @@ def test_upload_returns_a_reference_and_rejects_bad_files(handlers, files):
 
 def test_a_bad_file_stays_in_its_slot_with_its_reason_and_a_good_one_shows_its_guess(handlers, files):
     check = handlers.check_slot("garment_2")
-    note, choices = check(files["text"], "auto", request("es"))
+    note, status, choices = check(files["text"], "auto", request("es"))
+    assert status["value"] == "⚠️ Prenda 2: Este archivo no es una imagen. Usa una foto JPEG, PNG o WebP."  # said in the line too
     assert note["visible"] is True and note["value"] == "⚠️ Prenda 2: Este archivo no es una imagen. Usa una foto JPEG, PNG o WebP."
     assert "slot-bad" in note["elem_classes"]  # the slot is marked (CSS) while its note shows
-    note, choices = check(files["g1"], "auto", request())
+    note, status, choices = check(files["g1"], "auto", request())
     assert note["visible"] is False
     auto_label = choices["choices"][0]
     assert auto_label[1] == "auto" and auto_label[0].startswith("Auto: ")  # what Auto will do with this picture
-    assert handlers.check_slot("person")(files["text"], request())["visible"] is True
+    assert handlers.check_slot("person")(files["text"], request())[0]["visible"] is True
 
 
 def test_try_on_is_enabled_only_with_a_person_and_a_garment_and_says_why(handlers, files):
@@ -119,6 +120,7 @@ def test_a_run_says_each_step_at_once_and_ends_with_this_run_s_table_chart_and_p
     frames = frames_of(handlers, "sync", files["person"], files["g1"], files["g2"], lang="es")
     said = [frame["status"]["value"] for frame in frames]
     assert said[0] == "⏳ Empezando…" and frames[0]["run"]["interactive"] is False  # busy at once
+    assert frames[0]["run"]["value"] == "Empezando…"  # the button says it too
     assert frames[0]["table"]["visible"] is False and frames[0]["chart"]["visible"] is False  # nothing of the last run
     assert "⏳ Aplicando la prenda 1 de 2…" in said and "⏳ Aplicando la prenda 2 de 2…" in said
     last = frames[-1]
@@ -135,6 +137,19 @@ def test_a_run_says_each_step_at_once_and_ends_with_this_run_s_table_chart_and_p
     assert list(bars["ms"])[1:3] == [row.ms for row in calls]
     assert "sort" not in last["chart"]  # with a sort, gradio kept the previous run's bars
     assert last["compare_toggle"]["visible"] is True and last["compare"]["visible"] is False
+
+
+def test_a_bad_file_keeps_try_on_disabled_with_the_reason(handlers, files):
+    none = (None,) * 4
+    run, hint, order_line, order = handlers.readiness(files["person"], files["g1"], files["text"], None, None, *("auto",) * 4, *none, [],
+                                                      request())
+    assert run["interactive"] is False and hint["value"] == "Replace or remove the file in Garment 2: it cannot be used."
+    assert [value for _, value in order["choices"]] == ["garment_1"] and "Garment 2" not in order_line
+
+
+def test_deleting_a_look_that_is_gone_says_so(handlers):
+    _, selected, actions, said = handlers.delete_look("0123456789abcdef", request())
+    assert said == "⚠️ That look is no longer kept." and actions["visible"] is False and selected is None
 
 
 def test_a_user_mistake_goes_to_the_status_line_and_its_slot_not_an_error_pill(handlers, files):
@@ -162,7 +177,7 @@ def test_timing_bars_add_up_to_the_total():
                "total_backend_ms": 10400}
     bars = timing_bars(timings)
     assert list(bars["step"]) == ["1. Inputs", "2. Waiting in the job queue", "3. Provider call 1", "4. Provider call 2",
-                                  "5. Fetch result", "6. Other overhead"]
+                                  "5. Fetch result", "6. Everything else"]
     assert list(bars["step"]) == sorted(bars["step"])  # the chart orders bars by label: that is the order of the time
     assert bars["ms"].sum() == pytest.approx(10400) and bars["ms"].iloc[-1] == pytest.approx(67)
     most = {"inputs_ms": 1, "queue_wait_ms": 1, **{f"fal_call_{n}": 1 for n in range(1, 5)}, "download_ms": 1, "total_backend_ms": 9}

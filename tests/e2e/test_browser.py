@@ -192,7 +192,8 @@ def test_sync_progress_says_which_garment_is_being_applied(page_in, fal_app, fal
     page.locator("#try-on:not([disabled])").wait_for(timeout=10_000)
     page.locator("#try-on").click()
     page.locator("#status").get_by_text("Applying garment 1 of 2").wait_for(timeout=15_000)
-    assert page.locator("#try-on").is_disabled() and page.locator("#try-on").inner_text() == "Working…"  # busy, and says so
+    # Busy, and the button says what is happening (on a phone it is what stays in view).
+    assert page.locator("#try-on").is_disabled() and page.locator("#try-on").inner_text().startswith("Applying garment")
     snap(page, "garment-1-of-2")
     page.locator("#status").get_by_text("Applying garment 2 of 2").wait_for(timeout=15_000)
     snap(page, "garment-2-of-2")
@@ -279,6 +280,6 @@ def test_the_timing_chart_shows_this_run_not_the_last_one(page_in, asset_paths, 
     page.wait_for_function("!document.querySelector('#timing-chart svg [aria-label*=\"Provider call 3\"]')", timeout=30_000)
     snap(page, "second-run")
     bars = chart_bars(page)
-    assert list(bars) == ["1. Inputs", "2. Provider call 1", "3. Fetch result", "4. Other overhead"]
+    assert list(bars) == ["1. Inputs", "2. Provider call 1", "3. Fetch result", "4. Everything else"]
     cells = page.locator("#timings").inner_text().splitlines()  # one cell a line: step, ms, detail
     assert bars["2. Provider call 1"] == float(cells[cells.index("Provider call 1") + 1])  # the table's number for this run

@@ -85,11 +85,13 @@ def test_the_history_survives_a_reload_restores_a_look_and_is_not_shared(page_in
     assert "Offline preview" in status, status
     page.wait_for_timeout(500)
     assert page.locator("#history .thumbnail-item").count() == 1
+    assert not page.locator("#look-actions").is_visible()  # the list changed: no look stays selected by position
+    assert page.evaluate("document.activeElement.closest('#status') !== null")  # focus back on the status line
     # Delete removes it, pictures and all.
     page.locator("#history .thumbnail-item").first.click()
     page.locator("#delete-look").click()
     page.wait_for_function("document.querySelectorAll('#history .thumbnail-item').length === 0", timeout=10_000)
-    assert status_text(page) == "Look deleted."
+    assert page.locator("#history-note").inner_text().strip() == "Look deleted."  # said beside the history
     # Another browser (another session cookie) sees none of it.
     other = page_in()
     other.wait_for_timeout(1500)

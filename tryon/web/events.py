@@ -92,7 +92,7 @@ class PageRun:
     event's outputs list (page.py builds it from `PageRun.OUTPUTS`)."""
 
     OUTPUTS = ("status", "run", "result", "compare_toggle", "compare", "variants", "table", "chart", "record",
-               "prompts", "history", "job_id", *(f"note_{f}" for f in FIELDS))
+               "prompts", "history", "job_id", "selected_look", "look_actions", *(f"note_{f}" for f in FIELDS))
 
     def __init__(self, lang: str):
         self.lang = lang
@@ -101,7 +101,8 @@ class PageRun:
         return tuple(values.get(name, gr.skip()) for name in self.OUTPUTS)
 
     def busy(self, text: str, **values) -> tuple:
-        return self.frame(status=status_update(text, "busy"), run=gr.update(interactive=False, value=say("running", self.lang)), **values)
+        # The button says it too: on a phone it is the one thing always in view.
+        return self.frame(status=status_update(text, "busy"), run=gr.update(interactive=False, value=text), **values)
 
     def idle(self, text: str, kind: str = "ok", **values) -> tuple:
         return self.frame(status=status_update(text, kind), run=gr.update(interactive=True, value=say("try_on", self.lang)), **values)
@@ -200,42 +201,59 @@ class Handlers:
 
     def check_slot(self, field: str):
         """A slot's change handler: validate the photo and upload it at once, in the background;
-        for a garment, guess what it is. A bad file stays in its slot, marked, with the reason.
-        By the time "Try on" is pressed the upload is usually done (the service reuses it)."""
+        for a garment, guess what it is. A bad file stays in its slot, marked, with the reason
+        under it and in the status line. By the time "Try on" is pressed the upload is usually
+        done (the service reuses it)."""
 
         def checked(image, lang: str):
-            """(the slot's note, the guess for a garment or None)."""
+            """(the slot's note, the status line, the guess for a garment or None)."""
             if image is None:
-                return note_update(None), None
+                return note_update(None), gr.skip(), None
             try:
                 self.service.upload(image, field)
-                return note_update(None), (self.service.garment_category(image, field) if field != "person" else None)
+                return note_update(None), gr.skip(), (self.service.garment_category(image, field) if field != "person" else None)
             except TryOnError as error:
-                # A provider hiccup is not the photo's fault: only an unusable file is marked.
-                return note_update(error.message(lang) if isinstance(error, InvalidImage) else None), None
+                if not isinstance(error, InvalidImage):  # a provider hiccup is not the photo's fault
+                    return note_update(None), gr.skip(), None
+                return note_update(error.message(lang)), status_update(error.message(lang), "error"), None
 
         if field == "person":
             def check_person(image, request: gr.Request):
-                return checked(image, language(request))[0]
+                return checked(image, language(request))[:2]
             return check_person
 
         def check_garment(image, category, request: gr.Request):
             lang = language(request)
-            shown, guess = checked(image, lang)
-            return shown, category_choices(lang, guess)
+            shown, status, guess = checked(image, lang)
+            return shown, status, category_choices(lang, guess)
         return check_garment
 
     def readiness(self, person, g1, g2, g3, g4, c1, c2, c3, c4, d1, d2, d3, d4, order, request: gr.Request = None):
         """Whether "Try on" can run (and why not), the layering order it will use, and the order picker's choices."""
         lang = language(request)
-        photos, descriptions = (g1, g2, g3, g4), (d1, d2, d3, d4)
+        descriptions = (d1, d2, d3, d4)
+        # A file the intake refuses stays in its slot (marked there), but is no garment to try on.
+        bad = [field for field, photo in zip(FIELDS, (person, g1, g2, g3, g4)) if photo and not self._usable(photo, field)]
+        photos = tuple(None if f"garment_{n}" in bad else photo for n, photo in enumerate((g1, g2, g3, g4), start=1))
         filled = [f"garment_{n}" for n, photo in enumerate(photos, start=1) if photo]
-        missing = [say(key, lang) for key, gone in (("need_person", not person), ("need_garment", not filled)) if gone]
+        missing = [say(key, lang) for key, gone in (("need_person", not person), ("need_garment", not filled and not bad)) if gone]
         hint = say("need", lang, what=f" {say('and', lang)} ".join(missing)) if missing else ""
+        if bad:
+            hint = (hint + " " if hint else "") + say("need_fix", lang, fields=", ".join(field_label(f, lang) for f in bad))
         categories, guessed = self._categories_used((c1, c2, c3, c4), photos)
         order_line = self._order_line(filled, categories, guessed, descriptions, order, lang)
         choices = [(self._slot_name(f, categories, descriptions, lang), f) for f in filled]
-        return gr.update(interactive=not missing), gr.update(value=hint, visible=bool(hint)), order_line, gr.update(choices=choices)
+        ready = not missing and not bad
+        return gr.update(interactive=ready), gr.update(value=hint, visible=bool(hint)), order_line, gr.update(choices=choices)
+
+    def _usable(self, photo, field: str) -> bool:
+        try:
+            self.service.intake(photo, field)  # a cache hit: the slot's own check read it when it was dropped
+            return True
+        except InvalidImage:
+            return False
+        except TryOnError:
+            return True  # not the file's fault; the run will say what it is
 
     def _categories_used(self, chosen, photos) -> tuple[list[str], dict[int, bool]]:
         """Each slot's category as the try-on will use it (Auto replaced by the picture's guess), and
@@ -311,8 +329,10 @@ class Handlers:
                 result = yield from self._in_background(lambda: self.service.try_on_sync(person, garments, outfit=outfit), page)
                 pictures, timings = pictures_of(result), result.timings
             history = self._remember(request, person, garments, settings, pictures, timings)
+            # The history changed (this look is first, an identical older one gone): no look is selected now.
             yield page.idle(done_text(timings, self.service.label_of(timings.get("provider")), len(pictures), lang),
-                            **self._shown(person, pictures, timings, lang), history=history)
+                            **self._shown(person, pictures, timings, lang), history=history,
+                            selected_look=None, look_actions=gr.update(visible=False))
         except TryOnError as error:
             yield self._failed(page, error)
         except Exception:  # our bug: the visitor gets a request id to quote, the log the traceback
@@ -496,7 +516,8 @@ class Handlers:
         index = selected.index if isinstance(selected.index, int) else (selected.index or [0])[0]
         page = PageRun(lang)
         if index is None or index >= len(looks):
-            return (*(gr.skip(),) * RESTORED_INPUTS, None, gr.update(visible=False), *page.idle(say("look_gone", lang), "error"))
+            return (*(gr.skip(),) * RESTORED_INPUTS, *page.idle(say("look_gone", lang), "error", selected_look=None,
+                                                                 look_actions=gr.update(visible=False)))
         look = looks[index]
         inputs, settings = look["inputs"], look["settings"]
         garments = [inputs.get(f"garment_{n}") for n in range(1, GARMENT_SLOTS + 1)]
@@ -505,15 +526,15 @@ class Handlers:
         pictures = [Image.open(path) for path in look["results"]]
         shown = self._shown(inputs.get("person"), pictures, look["timings"], lang)
         when = time.strftime("%H:%M:%S", time.localtime(look["created_at"] / 1000))
-        return (*restored, look["id"], gr.update(visible=True),
-                *page.idle(say("look_restored", lang, when=when), **shown))
+        return (*restored, *page.idle(say("look_restored", lang, when=when), **shown, selected_look=look["id"],
+                                      look_actions=gr.update(visible=True)))
 
     def delete_look(self, look_id, request: gr.Request = None):
-        """Delete the selected look (its pictures too) from this session's history."""
+        """Delete the selected look (its pictures too) from this session's history; said beside the history."""
         lang = language(request)
-        if self.service.history is not None and look_id:
-            self.service.history.remove(session_of(request), str(look_id))
-        return self.history_view(request), None, gr.update(visible=False), status_update(say("look_deleted", lang))
+        gone = bool(self.service.history is not None and look_id and self.service.history.remove(session_of(request), str(look_id)))
+        said = say("look_deleted", lang) if gone else "⚠️ " + say("look_gone", lang)
+        return self.history_view(request), None, gr.update(visible=False), said
 
     # -- metrics ----------------------------------------------------------------------------
 

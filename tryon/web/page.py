@@ -26,6 +26,8 @@ ASPECT_CHOICES = [(I18N("aspect_same"), "same")] + [(ratio, ratio) for ratio in 
 
 CSS = """
 #status { min-height: 2.4em; font-size: 1.05em; }
+/* gradio's own timer ("0.1s", "processing | 0.3/1.7s") would sit in the status line: it says the words instead. */
+#status [data-testid=status-tracker] { display: none !important; }
 #status.status-error, .status-error { color: var(--error-text-color, #b91c1c); font-weight: 600; }
 .slot-note { color: var(--error-text-color, #b91c1c); font-size: .9em; }
 .slot:has(.slot-bad) { outline: 3px solid #dc2626; outline-offset: 2px; border-radius: 10px; }
@@ -63,6 +65,8 @@ JS = """
     // The line itself, not the whole block: gradio's progress timer beside it is not news.
     const status = document.querySelector('#status [data-testid=markdown]');
     if (status && !status.hasAttribute('role')) { status.setAttribute('role', 'status'); status.setAttribute('aria-live', 'polite'); }
+    // A slot's error is announced when it appears.
+    document.querySelectorAll('.slot-note').forEach((note) => { if (!note.hasAttribute('role')) note.setAttribute('role', 'alert'); });
     // gradio names each thumbnail "Thumbnail 3 of 8": say what it shows (its caption, the img's alt) instead.
     document.querySelectorAll('.thumbnail-item').forEach((item) => {
       const img = item.querySelector('img');
@@ -80,6 +84,13 @@ def focus_js(elem_id: str) -> str:
     return ("() => { setTimeout(() => { const el = document.getElementById('%s');"
             " if (el) { el.setAttribute('tabindex', '-1'); el.focus({preventScroll: true}); } }, 300); }" % elem_id)
 
+
+SCROLL_TO_STATUS_JS = """
+() => { const s = document.getElementById('result-column'); if (s) s.scrollIntoView({block: 'start'}); }
+"""
+FOCUS_STATUS_JS = """
+() => { const s = document.querySelector('#status [data-testid=markdown]'); if (s) { s.setAttribute('tabindex', '-1'); s.focus({preventScroll: true}); } }
+"""
 
 SCROLL_TO_RESULT_JS = """
 () => { if (window.innerWidth < 768) { const s = document.getElementById('result-column'); if (s) s.scrollIntoView({block: 'start'}); } }
@@ -118,7 +129,8 @@ def build_demo(service: TryOnService, redis_description: str | None = None) -> T
         notes[field] = gr.Markdown(visible=False, elem_id=f"note_{field}", elem_classes=["slot-note"])
 
     # delete_cache: gradio removes uploads and results older than a day, checked hourly (photos of people).
-    with TryOnBlocks(title="tryon: virtual try-on", delete_cache=(3600, 86400)) as demo:
+    # The tab's title is the one text that cannot follow the browser's language: the name alone.
+    with TryOnBlocks(title="tryon", delete_cache=(3600, 86400)) as demo:
         with gr.Row(elem_id="header"):
             gr.Markdown(I18N("title"), elem_id="title")
             if provider.is_preview:
@@ -147,7 +159,7 @@ def build_demo(service: TryOnService, redis_description: str | None = None) -> T
                                     garments.append(PhotoInput(label=I18N(f"garment_{slot}"), sources=["upload", "clipboard"], height=120,
                                                                alt_text=I18N(f"alt_garment_{slot}"), elem_id=f"garment_{slot}"))
                                     # allow_custom_value: an unknown value reaches Outfit.parse, whose error names the garment.
-                                    categories.append(gr.Dropdown(CATEGORY_CHOICES, value="auto", label=I18N("category"), allow_custom_value=True,
+                                    categories.append(gr.Dropdown(CATEGORY_CHOICES, value="auto", label=I18N(f"category_of_{slot}"), allow_custom_value=True,
                                                                   show_label=False, container=False, elem_id=f"category_{slot}"))
                                     note(f"garment_{slot}")
                         order_view = gr.Markdown(I18N("order_empty"), elem_id="layer-order")
@@ -205,31 +217,35 @@ def build_demo(service: TryOnService, redis_description: str | None = None) -> T
                     with gr.Row(visible=False, elem_id="look-actions") as look_actions:
                         again = gr.Button(I18N("try_again"), variant="primary", elem_id="try-again")
                         delete = gr.Button(I18N("delete_look"), variant="stop", elem_id="delete-look")
+                    history_note = gr.Markdown(elem_id="history-note")
             with gr.Tab(I18N("tab_metrics"), id="metrics", elem_id="metrics-tab") as metrics_tab:
                 refresh = gr.Button(I18N("refresh"), size="sm", elem_id="metrics-refresh")
                 metrics_summary = gr.Markdown(elem_id="metrics-summary")
                 metrics_plot = gr.LinePlot(x="time", y="total_ms", color="mode", label=I18N("latency_over_time"),
-                                           x_title="time", y_title="total ms", elem_id="metrics-plot")
+                                           x_title=I18N("plot_time"), y_title=I18N("plot_total_ms"), elem_id="metrics-plot")
 
         private = dict(api_visibility="private", show_progress="hidden")
         slots = [person, *garments]
         for field, slot in zip(FIELDS, slots):
             slot.upload(None, None, None, js=focus_js(slot.elem_id), **private)
             if field == "person":
-                slot.change(handlers.check_slot(field), slot, notes[field], **private)
+                slot.change(handlers.check_slot(field), slot, [notes[field], status], **private)
             else:
                 n = int(field.rsplit("_", 1)[1])
-                slot.change(handlers.check_slot(field), [slot, categories[n - 1]], [notes[field], categories[n - 1]], **private)
+                slot.change(handlers.check_slot(field), [slot, categories[n - 1]], [notes[field], status, categories[n - 1]], **private)
         outfit_inputs = [*categories, *descriptions, order, num_images, aspect_ratio, resolution]
         inputs = [person, *garments, *outfit_inputs]
         gr.on([s.change for s in slots] + [c.change for c in categories] + [d.change for d in descriptions] + [order.change],
               handlers.readiness, [person, *garments, *categories, *descriptions, order], [run, hint, order_view, order], **private)
         by_name = {"status": status, "run": run, "result": result, "compare_toggle": compare_toggle, "compare": compare,
                    "variants": variants, "table": table, "chart": chart, "record": record, "prompts": prompts, "history": history,
-                   "job_id": job_id, **{f"note_{f}": notes[f] for f in FIELDS}}
+                   "job_id": job_id, "selected_look": selected_look, "look_actions": look_actions,
+                   **{f"note_{f}": notes[f] for f in FIELDS}}
         run_outputs = [by_name[name] for name in PageRun.OUTPUTS]
         # "Try on" and "Try again" (on a look picked from the history) run the same event.
-        gr.on([run.click, again.click], handlers.run_look, [mode, *inputs], run_outputs, **private)
+        # When the run ends, the focus goes to the status line (the button was disabled under it).
+        gr.on([run.click, again.click], handlers.run_look, [mode, *inputs], run_outputs, **private).then(
+            None, js=FOCUS_STATUS_JS, **private)
         gr.on([run.click, again.click], None, None, None, js=SCROLL_TO_RESULT_JS, **private)
         check.click(handlers.check_job, check_id, run_outputs, **private)
         variants.select(handlers.choose_variant, [person, variants], [result, compare], **private)
@@ -237,8 +253,9 @@ def build_demo(service: TryOnService, redis_description: str | None = None) -> T
         mode.change(handlers.switch_mode, mode, job_id, **private)
         people_gallery.select(handlers.pick_person([p for p, _ in people]), None, person, **private)
         garment_gallery.select(handlers.pick_garment([g for g, _ in garment_examples]), garments, [*garments, *categories, hint], **private)
-        history.select(handlers.restore, None, [*inputs, selected_look, look_actions, *run_outputs], **private)
-        delete.click(handlers.delete_look, selected_look, [history, selected_look, look_actions, status], **private)
+        # A look brought back is shown in the result column: go there (the history is at the page's foot).
+        history.select(handlers.restore, None, [*inputs, *run_outputs], **private).then(None, js=SCROLL_TO_STATUS_JS, **private)
+        delete.click(handlers.delete_look, selected_look, [history, selected_look, look_actions, history_note], **private)
         demo.load(handlers.history_view, None, history, **private)
 
         def example_captions(request: gr.Request):
