@@ -180,6 +180,9 @@ def test_timing_bars_add_up_to_the_total():
                                   "5. Fetch result", "6. Everything else"]
     assert list(bars["step"]) == sorted(bars["step"])  # the chart orders bars by label: that is the order of the time
     assert bars["ms"].sum() == pytest.approx(10400) and bars["ms"].iloc[-1] == pytest.approx(67)
+    at_once = timing_bars({"inputs_ms": 3, "queue_wait_ms": 0, "fal_call_1": 50, "download_ms": 0, "total_backend_ms": 60})
+    assert list(at_once["step"]) == ["1. Inputs", "2. Waiting in the job queue", "3. Provider call 1", "4. Fetch result",
+                                     "5. Everything else"]  # a row of the table at 0 ms is still a bar
     most = {"inputs_ms": 1, "queue_wait_ms": 1, **{f"fal_call_{n}": 1 for n in range(1, 5)}, "download_ms": 1, "total_backend_ms": 9}
     assert list(timing_bars(most)["step"]) == sorted(timing_bars(most)["step"])  # all 8 bars: still one digit
 

@@ -86,11 +86,12 @@ def call_count(timings: dict[str, Any]) -> int:
 def timing_bars(timings: dict[str, Any], lang: str = "en") -> pd.DataFrame:
     """Where the time went, as bars: inputs, queue wait, each provider call, fetch, and the rest."""
     bars = [(say("bar_inputs", lang), timings.get("inputs_ms") or 0.0)]
-    if timings.get("queue_wait_ms"):
+    # A step the table lists is a bar too, even at 0 ms (a job picked up at once still waited 0 ms).
+    if "queue_wait_ms" in timings:
         bars.append((say("row_queue", lang), timings["queue_wait_ms"]))
     for n in range(1, call_count(timings) + 1):
         bars.append((say("row_call", lang, n=n), timings[f"fal_call_{n}"]))
-    if timings.get("download_ms"):
+    if "download_ms" in timings:
         bars.append((say("row_download", lang), timings["download_ms"]))
     accounted = sum(ms for _, ms in bars)
     bars.append((say("bar_other", lang), max(0.0, (timings.get("total_backend_ms") or 0.0) - accounted)))
