@@ -234,6 +234,8 @@ def test_async_mode_moves_the_status_line_and_ends_with_the_picture(async_handle
     job_id = next(f["job_id"]["value"] for f in frames if isinstance(f["job_id"], dict) and f["job_id"].get("value"))
     said = [f["status"]["value"] for f in frames]
     assert any(text.startswith(f"⏳ Job {job_id}: ") for text in said)
+    # Every frame from the submit on carries the id: gradio may skip frames for a slow client.
+    assert all(f["job_id"]["value"] == job_id for f in frames[1:]), [f["job_id"] for f in frames]
     last = frames[-1]
     assert last["status"]["value"].startswith("Offline preview") and isinstance(last["result"], Image.Image)
     assert last["record"]["garments"] == 2 and last["record"]["fal_call_1"] > 0

@@ -325,14 +325,16 @@ class Handlers:
                 if watched is None:
                     return
                 pictures, timings = watched
+                finished = {"job_id": gr.update(value=job_id, visible=True)}
             else:
                 result = yield from self._in_background(lambda: self.service.try_on_sync(person, garments, outfit=outfit), page)
                 pictures, timings = pictures_of(result), result.timings
+                finished = {}
             history = self._remember(request, person, garments, settings, pictures, timings)
             # The history changed (this look is first, an identical older one gone): no look is selected now.
             yield page.idle(done_text(timings, self.service.label_of(timings.get("provider")), len(pictures), lang),
                             **self._shown(person, pictures, timings, lang), history=history,
-                            selected_look=None, look_actions=gr.update(visible=False))
+                            selected_look=None, look_actions=gr.update(visible=False), **finished)
         except TryOnError as error:
             yield self._failed(page, error)
         except Exception:  # our bug: the visitor gets a request id to quote, the log the traceback
@@ -402,9 +404,11 @@ class Handlers:
                 text = say("job_queued", lang, job_id=job_id, seconds=(now - since) / 1000, waiting=job.get("jobs_waiting", 0))
             else:
                 text = say("job_processing", lang, job_id=job_id, seconds=(now - since) / 1000)
-            yield page.busy(text)
+            # The id rides on every frame: gradio may skip frames for a slow client, and the id must not be lost.
+            shown_id = gr.update(value=job_id, visible=True)
+            yield page.busy(text, job_id=shown_id)
             if time.monotonic() > deadline:
-                yield page.idle(say("job_still_running", lang, job_id=job_id))
+                yield page.idle(say("job_still_running", lang, job_id=job_id), job_id=shown_id)
                 return None
             time.sleep(WATCH_INTERVAL_S)
 
