@@ -193,7 +193,8 @@ def test_sync_progress_says_which_garment_is_being_applied(page_in, fal_app, fal
     page.locator("#try-on").click()
     page.locator("#status").get_by_text("Applying garment 1 of 2").wait_for(timeout=15_000)
     # Busy, and the button says what is happening (on a phone it is what stays in view).
-    assert page.locator("#try-on").is_disabled() and page.locator("#try-on").inner_text().startswith("Applying garment")
+    page.wait_for_function("() => { const b = document.querySelector('#try-on');"
+                           " return b.disabled && b.innerText.startsWith('Applying garment'); }", timeout=5_000)
     snap(page, "garment-1-of-2")
     page.locator("#status").get_by_text("Applying garment 2 of 2").wait_for(timeout=15_000)
     snap(page, "garment-2-of-2")
