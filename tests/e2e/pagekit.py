@@ -128,6 +128,16 @@ def table_rows(page) -> list[list[str]]:
         "rows => rows.map(r => Array.from(r.querySelectorAll('[role=gridcell]')).map(c => c.innerText.trim()))")
 
 
+def image_size(page, selector: str, timeout: int = 10_000) -> tuple[int, int]:
+    """The picture's natural size once the browser has decoded it: an <img> whose src just changed
+    reports 0 × 0 until then, so reading it straight after it appears races the download."""
+    page.wait_for_function(
+        "selector => { const img = document.querySelector(selector);"
+        " return !!img && img.complete && img.naturalWidth > 0; }", arg=selector, timeout=timeout)
+    width, height = page.locator(selector).evaluate("img => [img.naturalWidth, img.naturalHeight]")
+    return width, height
+
+
 def box(page, selector: str) -> dict[str, float]:
     return page.locator(selector).first.bounding_box()
 

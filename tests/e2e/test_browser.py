@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from e2e.pagekit import chart_bars, choose_async, open_details, pick_garment, pick_person, table_rows, upload, wait_until_done
+from e2e.pagekit import chart_bars, choose_async, image_size, open_details, pick_garment, pick_person, table_rows, upload, wait_until_done
 from synthetic import draw_garment, draw_person
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -25,8 +25,7 @@ def test_person_and_two_garments_give_a_picture_and_a_timing_table(page_in, asse
     table = page.locator("#timings").inner_text()
     assert "Provider call 1" in table and "Total" in table and "Backend overhead" in table
     assert "Offline preview (not the AI result)" in page.locator("#status").inner_text()
-    natural_width = page.locator("#result img").evaluate("img => img.naturalWidth")
-    assert natural_width == 768
+    assert image_size(page, "#result img")[0] == 768
     # The result is this session's: another browser (its own cookies) gets a 404 for the same URL.
     result_url = page.locator("#result img").get_attribute("src")
     other = page_in()
@@ -114,8 +113,7 @@ def test_the_page_shows_the_provider_chain_and_which_one_served(page_in, vendor_
     table = page.locator("#timings").inner_text()
     assert "HTTP 500" in table and "runpod" in table
     assert f"with RunPod · endpoint {runpod_server.endpoint}" in page.locator("#status").inner_text()
-    natural_width = page.locator("#result img").evaluate("img => img.naturalWidth")
-    assert natural_width > 0
+    assert image_size(page, "#result img")[0] > 0
 
 
 def test_async_mode_shows_the_job_moving_and_the_picture_arriving(page_in, fal_app, fal_server, asset_paths, snap):
@@ -214,11 +212,11 @@ def test_photos_with_awkward_names_show_and_run_for_their_owner(page_in, asset_p
     upload(page, "person", str(person))
     upload(page, "garment_1", str(garment))
     page.locator("#person img").wait_for(timeout=10_000)
-    page.wait_for_function("() => document.querySelector('#person img').naturalWidth > 0", timeout=10_000)
+    image_size(page, "#person img")
     photo_url = page.locator("#person img").get_attribute("src")
     page.locator("#try-on").click()
     page.locator("#result img").wait_for(timeout=30_000)
-    assert page.locator("#result img").evaluate("img => img.naturalWidth") > 0
+    assert image_size(page, "#result img", timeout=30_000)[0] > 0
     assert page.request.get(photo_url).status == 200
     assert page_in().request.get(photo_url).status == 404  # another browser: not its photo
 

@@ -9,8 +9,8 @@ import re
 import pytest
 
 from e2e.conftest import ARTIFACTS
-from e2e.pagekit import (DESKTOP, PHONE, STATUS, box, chart_bars, choose_async, example_index, in_first_screen, open_advanced,
-                         pick_garment, pick_person, run_look, status_text, table_rows, upload)
+from e2e.pagekit import (DESKTOP, PHONE, STATUS, box, chart_bars, choose_async, example_index, image_size, in_first_screen,
+                         open_advanced, pick_garment, pick_person, run_look, status_text, table_rows, upload)
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -205,7 +205,7 @@ def test_the_offline_preview_follows_the_aspect_ratio_and_says_what_the_options_
     page.locator("#aspect-ratio input").click()
     page.get_by_role("option", name="16:9").click()
     run_look(page)
-    width, height = page.locator("#result img").evaluate("img => [img.naturalWidth, img.naturalHeight]")
+    width, height = image_size(page, "#result img")
     assert abs(width / height - 16 / 9) < 0.02, (width, height)
 
 
