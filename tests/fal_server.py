@@ -11,8 +11,15 @@ certificate it made. One server plays every FAL host:
   GET  /files/<id>                                     -> the stored bytes
   POST /<owner>/<alias>[/<path>]  (queue submit)       -> {request_id, status_url, response_url, cancel_url}
   GET  /<owner>/<alias>/requests/<id>/status           -> IN_QUEUE (queue_position) -> IN_PROGRESS -> COMPLETED
-  GET  /<owner>/<alias>/requests/<id>                  -> {images: [{url, ...}], description} | 422 {detail: [...]}
+  GET  /<owner>/<alias>/requests/<id>                  -> the model's output | 422 {detail: [...]}
   PUT  /<owner>/<alias>/requests/<id>/cancel           -> 202 CANCELLATION_REQUESTED | 400 already completed
+
+The models (MODELS: each one's published input schema; OUTPUTS: its output shape), for example
+  fal-ai/nano-banana-pro/edit, fal-ai/nano-banana-2/edit   -> {images: [{url, ...}], description}
+  fal-ai/fashn/tryon/v1.6, fal-ai/bytedance/seedream/v4.5/edit -> {images: [{url, ...}]}
+  fal-ai/kling/v1-5/kolors-virtual-try-on                  -> {image: {url, ...}}
+Status, result and cancel live under owner/alias only (fal-client's AppId.from_endpoint_id drops the path):
+fal-ai/fashn, fal-ai/kling, fal-ai/bytedance, fal-ai/nano-banana-pro, fal-ai/nano-banana-2.
 
 As FAL does (its docs and fal-client 1.0.3's code; sources in docs/FAL.md):
 - the input is checked against the model's published schema by the runner, so a bad
@@ -58,14 +65,24 @@ from urllib.parse import parse_qs, urlsplit
 
 from PIL import Image, ImageDraw
 
-# The input schema of fal-ai/nano-banana-pro/edit, from FAL's OpenAPI record of the endpoint
-# (https://fal.ai/models/fal-ai/nano-banana-pro/edit/api, updated 2026-06-18; the fal-js
-# generated types agree). FAL validates at the runner: the request is queued and runs, and the
-# *result* endpoint answers 422 with pydantic's `detail` list.
+# Each model's input schema, in one rule format: type, required, enum, minimum, maximum,
+# exclusive_minimum, min_length, max_length, nullable, default; items (a list's item type);
+# image_url (the value, or each item of a list, must be a file FAL can download: here, a file this
+# server stores or a data URI; else 422 file_download_error); any_of (a union: the first member
+# whose type fits checks the value); properties (an object's fields); required_unless_any (required
+# only when none of the named fields is given); pixel_window (an {width,height} object's size rule).
+# FAL validates at the runner: the request is queued and runs, and the *result* endpoint answers 422
+# with pydantic's `detail` list. Fields a schema does not name are ignored (FAL's OpenAPI records
+# have no `additionalProperties: false` and pydantic's default is extra="ignore"). Sources and dates
+# per model below.
+
+# fal-ai/nano-banana-pro/edit: FAL's OpenAPI record of the endpoint (https://fal.ai/models/fal-ai/nano-banana-pro/edit/api,
+# updated 2026-06-18); fal-js libs/client/src/types/endpoints.ts @381105e (2026-08-02) agrees field for field;
+# prompt 3..50000 and num_images 1..4 also in the OpenAPI snapshot kept in github keremk/renku (2025-12-25).
 ASPECT_RATIOS = ["auto", "21:9", "16:9", "3:2", "4:3", "5:4", "1:1", "4:5", "3:4", "2:3", "9:16"]
 NANO_BANANA_PRO_EDIT = {
     "prompt": {"type": str, "required": True, "min_length": 3, "max_length": 50000},
-    "image_urls": {"type": list, "required": True, "items": str},
+    "image_urls": {"type": list, "required": True, "items": str, "image_url": True},
     "num_images": {"type": int, "minimum": 1, "maximum": 4, "default": 1},
     "seed": {"type": int, "nullable": True},
     "aspect_ratio": {"type": str, "enum": ASPECT_RATIOS, "default": "auto"},
@@ -77,7 +94,118 @@ NANO_BANANA_PRO_EDIT = {
     "enable_web_search": {"type": bool, "default": False},
     "system_prompt": {"type": str, "default": ""},
 }
-MODELS = {"fal-ai/nano-banana-pro/edit": NANO_BANANA_PRO_EDIT}
+
+# fal-ai/nano-banana-2/edit: fal-js endpoints.ts @381105e (2026-08-02): image_urls optional "when at least one of
+# video_url, audio_url, or pdf_url is provided", resolution adds 0.5K, extreme aspect ratios, thinking_level,
+# audio/pdf/video inputs (http(s)/data URL, max 15MB; video_url may be a YouTube URL, passed on undownloaded).
+# num_images 1..4: https://fal.ai/models/fal-ai/nano-banana-2/edit/llms.txt (undated); prompt 3..50000 and
+# seed/aspect_ratio nullable: OpenAPI snapshot in keremk/renku (2026-03-29).
+NANO_BANANA_2_EDIT = {
+    "prompt": {"type": str, "required": True, "min_length": 3, "max_length": 50000},
+    # Not documented: the error when none of the four inputs is given (a pydantic model validator's value_error, chosen).
+    "image_urls": {"type": list, "items": str, "image_url": True, "required_unless_any": ["video_url", "audio_url", "pdf_url"]},
+    "num_images": {"type": int, "minimum": 1, "maximum": 4, "default": 1},
+    "seed": {"type": int, "nullable": True},
+    "aspect_ratio": {"type": str, "nullable": True, "enum": ASPECT_RATIOS + ["4:1", "1:4", "8:1", "1:8"], "default": "auto"},
+    "output_format": {"type": str, "enum": ["jpeg", "png", "webp"], "default": "png"},
+    "resolution": {"type": str, "enum": ["0.5K", "1K", "2K", "4K"], "default": "1K"},
+    "safety_tolerance": {"type": str, "enum": ["1", "2", "3", "4", "5", "6"], "default": "4"},
+    "sync_mode": {"type": bool, "default": False},
+    "limit_generations": {"type": bool, "default": True},
+    "enable_web_search": {"type": bool, "default": False},
+    "system_prompt": {"type": str, "default": ""},
+    "thinking_level": {"type": str, "enum": ["minimal", "high"]},
+    "audio_url": {"type": str, "image_url": True},  # a file FAL downloads, like an image
+    "pdf_url": {"type": str, "image_url": True},
+    "video_url": {"type": str},  # not checked: a YouTube URL is passed to the model without a download
+}
+
+# fal-ai/fashn/tryon/v1.6: fal-js endpoints.ts @381105e (2026-08-02) (= @edd6d93, 2025-12-15) for the fields and
+# enums; num_samples 1..4: https://fal.ai/models/fal-ai/fashn/tryon/v1.6/llms.txt (undated). FAL publishes no range
+# for seed (FASHN's own API says 0..2^32-1; not FAL's, so not enforced) and no word on null (accepted, chosen).
+FASHN_TRYON_V16 = {
+    "model_image": {"type": str, "required": True, "image_url": True},  # "URL or base64 of the model image"
+    "garment_image": {"type": str, "required": True, "image_url": True},
+    "category": {"type": str, "enum": ["tops", "bottoms", "one-pieces", "auto"], "default": "auto"},
+    "mode": {"type": str, "enum": ["performance", "balanced", "quality"], "default": "balanced"},
+    "garment_photo_type": {"type": str, "enum": ["auto", "model", "flat-lay"], "default": "auto"},
+    # 'none' is accepted for every account; FAL treats it as 'permissive' unless the account may disable filters.
+    "moderation_level": {"type": str, "enum": ["none", "permissive", "conservative"], "default": "permissive"},
+    "seed": {"type": int, "nullable": True},
+    "num_samples": {"type": int, "minimum": 1, "maximum": 4, "default": 1},
+    "segmentation_free": {"type": bool, "default": True},
+    "sync_mode": {"type": bool, "default": False},
+    "output_format": {"type": str, "enum": ["png", "jpeg"], "default": "png"},
+}
+
+# fal-ai/kling/v1-5/kolors-virtual-try-on: fal-js endpoints.ts @381105e (2026-08-02) and
+# https://fal.ai/models/fal-ai/kling/v1-5/kolors-virtual-try-on/llms.txt (undated): two image URLs and sync_mode.
+KLING_V15_KOLORS_TRYON = {
+    "human_image_url": {"type": str, "required": True, "image_url": True},
+    "garment_image_url": {"type": str, "required": True, "image_url": True},
+    "sync_mode": {"type": bool, "default": False},
+}
+
+# fal-ai/bytedance/seedream/v4.5/edit: fal-js endpoints.ts @381105e (2026-08-02) for the fields;
+# https://fal.ai/models/fal-ai/bytedance/seedream/v4.5/edit/llms.txt (undated) and the OpenAPI snapshot in
+# keremk/renku (2026-03-29) for the ranges and image_size: an enum string or an ImageSize object whose width and
+# height are integers with exclusiveMinimum 0 and maximum 14142. The size window ("Width and height must be between
+# 1920 and 4096, or total number of pixels must be between 2560*1440 and 4096*4096") is only in the description;
+# what FAL does outside it is not documented: the server refuses it (value_error, chosen).
+SEEDREAM_IMAGE_SIZES = ["square_hd", "square", "portrait_4_3", "portrait_16_9", "landscape_4_3", "landscape_16_9",
+                        "auto_2K", "auto_4K"]
+SEEDREAM_V45_EDIT = {
+    "prompt": {"type": str, "required": True},
+    "image_urls": {"type": list, "required": True, "items": str, "image_url": True},  # > 10: only the last 10 are used
+    "image_size": {"any_of": [
+        {"type": str, "enum": SEEDREAM_IMAGE_SIZES},
+        {"type": dict, "title": "ImageSize",
+         "properties": {"width": {"type": int, "exclusive_minimum": 0, "maximum": 14142, "default": 512},
+                        "height": {"type": int, "exclusive_minimum": 0, "maximum": 14142, "default": 512}},
+         "pixel_window": {"side": (1920, 4096), "total": (2560 * 1440, 4096 * 4096)}},
+    ], "default": {"width": 2048, "height": 2048}},
+    "num_images": {"type": int, "minimum": 1, "maximum": 6, "default": 1},
+    # Not enforced (how FAL does is not documented): image inputs + outputs must not exceed 15.
+    "max_images": {"type": int, "minimum": 1, "maximum": 6, "default": 1},
+    "seed": {"type": int},
+    "sync_mode": {"type": bool, "default": False},
+    "enable_safety_checker": {"type": bool, "default": True},
+}
+
+MODELS = {
+    "fal-ai/nano-banana-pro/edit": NANO_BANANA_PRO_EDIT,
+    "fal-ai/nano-banana-2/edit": NANO_BANANA_2_EDIT,
+    "fal-ai/fashn/tryon/v1.6": FASHN_TRYON_V16,
+    "fal-ai/kling/v1-5/kolors-virtual-try-on": KLING_V15_KOLORS_TRYON,
+    "fal-ai/bytedance/seedream/v4.5/edit": SEEDREAM_V45_EDIT,
+}
+
+
+@dataclass(frozen=True)
+class Output:
+    """How a model takes its pictures and answers (the output schemas, same sources as the inputs):
+    person/garments: the fields holding them ("image_urls" alone: [0] is the person, the rest garments);
+    count: the field giving the number of pictures (None: always one); shape: "images+description"
+    ({images: [ImageFile], description}), "images" ({images: [...]}) or "image" ({image: Image});
+    file: the fields of each picture ("ImageFile"/"Image": with width/height; "File": without);
+    frame: the swatch outline, so a picture shows which model drew it."""
+
+    person: str
+    garments: str | None
+    count: str | None
+    shape: str
+    file: str
+    frame: tuple[int, int, int]
+    last_inputs: int | None = None  # seedream: "If over 10 images are sent, only the last 10 will be used"
+
+
+OUTPUTS = {
+    "fal-ai/nano-banana-pro/edit": Output("image_urls", None, "num_images", "images+description", "ImageFile", (255, 0, 160)),
+    "fal-ai/nano-banana-2/edit": Output("image_urls", None, "num_images", "images+description", "ImageFile", (255, 140, 0)),
+    "fal-ai/fashn/tryon/v1.6": Output("model_image", "garment_image", "num_samples", "images", "File", (0, 200, 200)),
+    "fal-ai/kling/v1-5/kolors-virtual-try-on": Output("human_image_url", "garment_image_url", None, "image", "Image", (150, 60, 255)),
+    "fal-ai/bytedance/seedream/v4.5/edit": Output("image_urls", None, "num_images", "images", "Image", (255, 220, 0), last_inputs=10),
+}
 NGINX_502 = b"<html><head><title>502 Bad Gateway</title></head><body><center><h1>502 Bad Gateway</h1></center><hr><center>nginx</center></body></html>"
 
 
@@ -117,6 +245,20 @@ class Behaviour:
     status_hang_s: float = 0.0  # every status poll waits this long before answering
     finishes_after_cancel: bool = False  # a running request ignores the cancel signal and completes (and bills)
     queue_step_s: float = 0.1  # IN_QUEUE: queue_position drops by one every this many seconds
+    # The same refusals for some models only (app ids as submitted, e.g. "fal-ai/fashn/tryon/v1.6"), so one
+    # model can refuse while another answers; the global switches above still apply to every model.
+    content_policy_models: set[str] = field(default_factory=set)
+    no_media_generated_models: set[str] = field(default_factory=set)
+    no_image_models: set[str] = field(default_factory=set)
+
+    def refuses(self, app: str) -> bool:
+        return self.content_policy or app in self.content_policy_models
+
+    def makes_nothing(self, app: str) -> bool:
+        return self.no_media_generated or app in self.no_media_generated_models
+
+    def returns_no_image(self, app: str) -> bool:
+        return self.no_image or app in self.no_image_models
 
 
 @dataclass
@@ -139,9 +281,12 @@ class Job:
     store_io: bool = True  # X-Fal-Store-IO: 0 asks FAL not to keep the payloads
     cancelled_at: float | None = None  # elapsed seconds when the cancel came
     result: dict[str, Any] | None = None
+    drawn_by: str | None = None  # the model whose render() drew the result (its app id)
 
     @property
     def owner_alias(self) -> str:
+        """What fal-client's AppId.from_endpoint_id keeps for status/result/cancel: owner/alias, the path dropped
+        (fal-ai/fashn/tryon/v1.6 -> fal-ai/fashn; fal-ai/kling/v1-5/kolors-virtual-try-on -> fal-ai/kling)."""
         return "/".join(self.app.split("/")[:2])
 
 
@@ -251,6 +396,14 @@ class FalTestServer:
     def submits(self) -> list[Recorded]:
         return [r for r in self.received("POST") if r.path.count("/") >= 2 and not r.path.startswith(("/files", "/storage"))]
 
+    def submits_for(self, model_id: str) -> list[Recorded]:
+        """The recorded submits to one model (its full endpoint id, e.g. "fal-ai/fashn/tryon/v1.6")."""
+        return [r for r in self.submits if r.path.strip("/") == model_id.strip("/")]
+
+    def jobs_for(self, model_id: str) -> list[Job]:
+        with self._lock:
+            return [job for job in self.jobs.values() if job.app == model_id.strip("/")]
+
     @property
     def cancels(self) -> list[Recorded]:
         return [r for r in self.received("PUT") if r.path.endswith("/cancel")]
@@ -289,15 +442,58 @@ class FalTestServer:
         return item[0] if item else None
 
     def render(self, job: Job) -> dict[str, Any]:
-        """A 'generated' picture: the person, with each garment pasted in as a labelled swatch."""
-        person_bytes, *garment_bytes = (self.file_for(u) for u in job.arguments["image_urls"])
-        images = []
-        for variant in range(int(job.arguments.get("num_images", 1))):
-            jpeg, (width, height) = dress(person_bytes, garment_bytes, variant=variant)
+        """A 'generated' picture: the person, with each garment pasted in as a labelled swatch, answered in
+        the output shape of the model the job was submitted to (see OUTPUTS)."""
+        out = OUTPUTS[job.app]
+        person_url, garment_urls = model_inputs(job.app, job.arguments)
+        person_bytes = self.file_for(person_url) if person_url else None
+        garment_bytes = [data for data in (self.file_for(u) for u in garment_urls) if data is not None]
+        count = int(job.arguments.get(out.count, 1)) if out.count else 1
+        files = []
+        for variant in range(count):
+            jpeg, (width, height) = dress(person_bytes if person_bytes is not None else blank_person(),
+                                          garment_bytes, outline=out.frame, variant=variant)
             url = self.store(jpeg, "image/jpeg", ttl_s=job.output_ttl_s)
-            images.append({"url": url, "content_type": "image/jpeg", "file_name": url.rsplit("/", 1)[-1],
-                           "width": width, "height": height})
-        return {"images": images, "description": f"dressed in {len(garment_bytes)} garment(s)"}
+            files.append(output_file(out.file, url, len(jpeg), width, height))
+        job.drawn_by = job.app
+        return shaped(out, files, f"dressed in {len(garment_bytes)} garment(s)")
+
+
+def model_inputs(app: str, arguments: dict[str, Any]) -> tuple[str | None, list[str]]:
+    """(the person's URL, the garments' URLs) from a model's own fields."""
+    out = OUTPUTS[app]
+    if out.garments is None:  # image_urls: the person first, then the garments
+        urls = list(arguments.get(out.person) or [])
+        if out.last_inputs:
+            urls = urls[-out.last_inputs:]
+        return (urls[0] if urls else None), urls[1:]
+    return arguments.get(out.person), [arguments[out.garments]] if arguments.get(out.garments) else []
+
+
+def output_file(kind: str, url: str, size: int, width: int, height: int) -> dict[str, Any]:
+    """One picture as the model's output schema has it: FAL's ImageFile/Image carry width and height, File does not."""
+    name = url.rsplit("/", 1)[-1]
+    if kind == "ImageFile":  # as this server has always answered for nano-banana-pro
+        return {"url": url, "content_type": "image/jpeg", "file_name": name, "width": width, "height": height}
+    if kind == "File":
+        return {"url": url, "content_type": "image/jpeg", "file_name": name, "file_size": size}
+    return {"url": url, "content_type": "image/jpeg", "file_name": name, "file_size": size, "width": width, "height": height}
+
+
+def shaped(out: Output, files: list[dict[str, Any]], description: str) -> dict[str, Any]:
+    """The result body in the model's output shape."""
+    if out.shape == "image":  # kling kolors: a single `image` (required by its schema)
+        return {"image": files[0] if files else None}
+    if out.shape == "images+description":
+        return {"images": files, "description": description}
+    return {"images": files}
+
+
+def blank_person() -> bytes:
+    """The canvas for a nano-banana-2 request that sent no image (only a video/audio/pdf input)."""
+    buffer = io.BytesIO()
+    Image.new("RGB", (512, 512), (200, 200, 200)).save(buffer, "JPEG")
+    return buffer.getvalue()
 
 
 def dress(person: bytes, garments: list[bytes], outline: tuple[int, int, int] = (255, 0, 160),
@@ -513,16 +709,20 @@ class _Handler(BaseHTTPRequestHandler):
         problems = validate(MODELS[job.app], job.arguments, self.fal.file_for)
         if problems:
             return self._error(422, problems)
-        if behaviour.content_policy:
-            return self._error(422, [{"loc": ["body", "image_urls"], "type": "content_policy_violation",
+        out = OUTPUTS[job.app]
+        if behaviour.refuses(job.app):
+            # Where FAL points the refusal for a model without image_urls is not documented: its person field.
+            return self._error(422, [{"loc": ["body", out.person], "type": "content_policy_violation",
                                       "msg": "The content could not be processed because it contained material flagged by a content checker."}])
-        if behaviour.no_media_generated:
+        if behaviour.makes_nothing(job.app):
             return self._error(422, [{"loc": ["body"], "type": "no_media_generated",
                                       "msg": "The model did not generate the expected output for this prompt."}])
-        if behaviour.no_image:
-            return self._send(200, {"images": [], "description": "I could not find a person to dress."})
+        if behaviour.returns_no_image(job.app):
+            # 200 with no picture. For kling, whose schema requires `image`, what FAL answers is not documented: image null.
+            return self._send(200, shaped(out, [], "I could not find a person to dress."))
         if behaviour.broken_url:
-            return self._send(200, {"images": [{"url": f"{self.fal.url}/files/expired-{job.request_id}.jpg"}], "description": ""})
+            broken = {"url": f"{self.fal.url}/files/expired-{job.request_id}.jpg"}
+            return self._send(200, shaped(out, [broken], ""))
         if job.result is None:
             job.result = self.fal.render(job)
         return self._send(200, job.result)
@@ -542,42 +742,88 @@ def lifecycle_seconds(header: str | None) -> float | None:
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
-def validate(schema: dict[str, dict], body: dict[str, Any], file_for) -> list[dict[str, Any]]:
-    """A model's input checked as FAL's pydantic models check it: [{loc, msg, type}], empty if fine."""
-    problems = []
+TYPE_NAMES = {str: "str", int: "int", float: "float", bool: "bool", list: "list", dict: "dictionary"}
 
-    def problem(name, msg, kind, where=()):
-        problems.append({"loc": ["body", name, *where], "msg": msg, "type": kind})
+
+def _fits(kind: type, value: Any) -> bool:
+    return isinstance(value, kind) and not (kind in (int, float) and isinstance(value, bool))
+
+
+def validate(schema: dict[str, dict], body: dict[str, Any], file_for) -> list[dict[str, Any]]:
+    """A model's input checked as FAL's pydantic models check it: [{loc, msg, type}], empty if fine.
+    Fields the schema does not name are ignored (pydantic's extra="ignore")."""
+    problems: list[dict[str, Any]] = []
+
+    def problem(loc, msg, kind):
+        problems.append({"loc": ["body", *loc], "msg": msg, "type": kind})
 
     if "_raw" in body:
         return [{"loc": ["body"], "msg": "Input should be a valid dictionary", "type": "dict_type"}]
     for name, rule in schema.items():
         if name not in body:
             if rule.get("required"):
-                problem(name, "Field required", "missing")
+                problem((name,), "Field required", "missing")
+            elif rule.get("required_unless_any") and not any(body.get(other) for other in rule["required_unless_any"]):
+                others = ", ".join(rule["required_unless_any"])
+                problem((), f"Value error, {name} is required unless one of {others} is given", "value_error")
             continue
-        value = body[name]
-        if value is None and rule.get("nullable"):
-            continue
-        kind = rule["type"]
-        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-            problem(name, f"Input should be a valid {kind.__name__}", f"{kind.__name__}_type")
-            continue
-        if "enum" in rule and value not in rule["enum"]:
-            problem(name, "Input should be " + ", ".join(f"'{v}'" for v in rule["enum"]), "literal_error")
-        if "minimum" in rule and value < rule["minimum"]:
-            problem(name, f"Input should be greater than or equal to {rule['minimum']}", "greater_than_equal")
-        if "maximum" in rule and value > rule["maximum"]:
-            problem(name, f"Input should be less than or equal to {rule['maximum']}", "less_than_equal")
-        if "min_length" in rule and len(value) < rule["min_length"]:
-            problem(name, f"String should have at least {rule['min_length']} characters", "string_too_short")
-        if "max_length" in rule and len(value) > rule["max_length"]:
-            problem(name, f"String should have at most {rule['max_length']} characters", "string_too_long")
-        if name == "image_urls":
-            for i, url in enumerate(value):
-                if not isinstance(url, str) or file_for(url) is None:
-                    problem(name, f"Could not download the image at {str(url)[:80]}", "file_download_error", (i,))
+        _check(rule, body[name], (name,), problem, file_for)
     return problems
+
+
+def _check(rule: dict, value: Any, loc: tuple, problem, file_for) -> None:
+    """One value against one rule (recursing into any_of members and object properties)."""
+    if value is None and rule.get("nullable"):
+        return
+    if "any_of" in rule:  # a union: the member whose type fits decides (pydantic's smart mode, near enough)
+        member = next((m for m in rule["any_of"] if _fits(m["type"], value)), None)
+        if member is None:
+            names = " or ".join(f"a valid {TYPE_NAMES[m['type']]}" for m in rule["any_of"])
+            return problem(loc, f"Input should be {names}", "union_type")
+        return _check(member, value, loc, problem, file_for)
+    kind = rule["type"]
+    if not _fits(kind, value):
+        name = TYPE_NAMES[kind]
+        return problem(loc, f"Input should be a valid {name}", f"{'dict' if kind is dict else name}_type")
+    if "enum" in rule and value not in rule["enum"]:
+        problem(loc, "Input should be " + ", ".join(f"'{v}'" for v in rule["enum"]), "literal_error")
+    if "minimum" in rule and value < rule["minimum"]:
+        problem(loc, f"Input should be greater than or equal to {rule['minimum']}", "greater_than_equal")
+    if "exclusive_minimum" in rule and value <= rule["exclusive_minimum"]:
+        problem(loc, f"Input should be greater than {rule['exclusive_minimum']}", "greater_than")
+    if "maximum" in rule and value > rule["maximum"]:
+        problem(loc, f"Input should be less than or equal to {rule['maximum']}", "less_than_equal")
+    if "min_length" in rule and len(value) < rule["min_length"]:
+        problem(loc, f"String should have at least {rule['min_length']} characters", "string_too_short")
+    if "max_length" in rule and len(value) > rule["max_length"]:
+        problem(loc, f"String should have at most {rule['max_length']} characters", "string_too_long")
+    if kind is dict and "properties" in rule:
+        found: list = []
+
+        def noted(*args):
+            found.append(args)
+            problem(*args)
+
+        for field_name, field_rule in rule["properties"].items():
+            if field_name in value:
+                _check(field_rule, value[field_name], (*loc, field_name), noted, file_for)
+            elif field_rule.get("required"):
+                noted((*loc, field_name), "Field required", "missing")
+        fine = not found  # the size window is checked only on a valid object
+        if fine and "pixel_window" in rule:
+            props = rule["properties"]
+            width = value.get("width", props["width"].get("default"))
+            height = value.get("height", props["height"].get("default"))
+            (low, high), (least, most) = rule["pixel_window"]["side"], rule["pixel_window"]["total"]
+            if not (low <= width <= high and low <= height <= high) and not (least <= width * height <= most):
+                problem(loc, f"Value error, width and height must be between {low} and {high}, or the total number of "
+                             f"pixels between {least} and {most}", "value_error")
+    if rule.get("image_url"):
+        urls = list(enumerate(value)) if kind is list else [(None, value)]
+        for i, url in urls:
+            if not isinstance(url, str) or file_for(url) is None:
+                where = loc if i is None else (*loc, i)
+                problem(where, f"Could not download the image at {str(url)[:80]}", "file_download_error")
 
 
 def main() -> None:

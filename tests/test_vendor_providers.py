@@ -69,7 +69,7 @@ def test_a_pinned_replicate_version_uses_the_versioned_endpoint(replicate_server
 
 @pytest.mark.parametrize("model, aspect, resolution, sent", [
     ("google/nano-banana", "same", "1K", {"aspect_ratio": "match_input_image"}),  # no resolution: it takes none
-    ("google/nano-banana", "3:4", "4K", {"aspect_ratio": "3:4"}),
+    ("google/nano-banana", "3:4", "1K", {"aspect_ratio": "3:4"}),
     ("google/nano-banana-pro", "same", "1K", {"aspect_ratio": "match_input_image", "resolution": "1K"}),  # not its 2K default
     ("google/nano-banana-pro", "16:9", "4K", {"aspect_ratio": "16:9", "resolution": "4K"}),
 ])
@@ -82,6 +82,18 @@ def test_replicate_gets_aspect_ratio_and_resolution_in_each_model_s_words(replic
     (prediction,) = replicate_server.predictions
     chosen = {k: v for k, v in prediction.body["input"].items() if k in ("aspect_ratio", "resolution")}
     assert chosen == sent
+
+
+def test_a_resolution_google_nano_banana_cannot_make_is_refused_before_anything_is_paid(replicate_server, tmp_path,
+                                                                                        person_png, garment_pngs):
+    from tryon.errors import InvalidRequest
+    from tryon.outfit import Outfit
+
+    service = make_service(replicate_server, tmp_path, TRYON_REPLICATE_MODEL="google/nano-banana")
+    with pytest.raises(InvalidRequest) as raised:
+        service.try_on_sync(person_png, garment_pngs[:1], outfit=Outfit.parse(resolution="4K"))
+    assert raised.value.code == "model_cannot" and "cannot make a 4K result: use 1K" in raised.value.message("en")
+    assert replicate_server.predictions == [] and replicate_server.received("POST", "/v1/files") == []
 
 
 def test_the_replicate_server_refuses_what_the_model_s_schema_does_not_take(replicate_server, tmp_path, person_png, garment_pngs):

@@ -88,7 +88,9 @@ class Settings:
     max_side: int = 1024
     sync_prompt: str = DEFAULT_SYNC_PROMPT
     request_timeout_s: float = 60.0  # the seed's handler limit (maxDuration = 60 s)
-    fal_model: str = DEFAULT_FAL_MODEL
+    fal_model: str = DEFAULT_FAL_MODEL  # the default model: the first of TRYON_FAL_MODEL
+    fal_fallback_models: tuple[str, ...] = ()  # the rest of TRYON_FAL_MODEL: tried in order when a model refuses
+    model_prices: dict[str, float] = field(default_factory=dict)  # TRYON_MODEL_PRICES: model id -> US$ per image
     upload_ttl_s: int = 86400  # photos of people expire from provider storage after a day
     fal_rest_url: str = "https://rest.fal.ai"  # storage tokens and upload initiation
     fal_cdn_url: str = "https://v3.fal.media"  # CDN uploads
@@ -193,10 +195,14 @@ class Settings:
             env, "TRYON_REQUEST_TIMEOUT", 60.0, float, lambda v: 1 <= v <= 900,
             "a number of seconds between 1 and 900",
         )
-        fal_model = _parse(
-            env, "TRYON_FAL_MODEL", DEFAULT_FAL_MODEL, str, lambda v: v.count("/") >= 1 and " " not in v,
-            "a FAL model id such as fal-ai/nano-banana-pro/edit",
+        fal_models = _parse(
+            env, "TRYON_FAL_MODEL", (DEFAULT_FAL_MODEL,), lambda s: tuple(dict.fromkeys(p.strip() for p in s.split(",") if p.strip())),
+            lambda v: bool(v) and all(m.count("/") >= 1 and " " not in m for m in v),
+            "a FAL model id such as fal-ai/nano-banana-pro/edit, or several separated by commas (the first is the "
+            "default; the others answer when a model refuses)",
         )
+        model_prices = _parse(env, "TRYON_MODEL_PRICES", {}, _model_prices, lambda v: True,
+                              'JSON of catalogue model ids and US$ per image, e.g. {"fal-ai/fashn/tryon/v1.6": 0.05}')
         upload_ttl_s = _parse(
             env, "TRYON_UPLOAD_TTL", 86400, _duration_seconds, lambda v: 60 <= v <= 30 * 86400,
             "a duration between 60s and 30d (e.g. 3600, 12h, 1d)",
@@ -277,7 +283,9 @@ class Settings:
             max_side=max_side,
             sync_prompt=sync_prompt,
             request_timeout_s=request_timeout_s,
-            fal_model=fal_model,
+            fal_model=fal_models[0],
+            fal_fallback_models=fal_models[1:],
+            model_prices=model_prices,
             upload_ttl_s=upload_ttl_s,
             fal_rest_url=fal_rest_url,
             fal_cdn_url=fal_cdn_url,
@@ -312,6 +320,12 @@ class Settings:
     @property
     def pixel_budget_pixels(self) -> int:
         return self.pixel_budget or 2 * self.max_pixels
+
+
+def _model_prices(text: str) -> dict[str, float]:
+    from .models import parse_prices  # the catalogue knows which ids exist
+
+    return parse_prices(text)
 
 
 def _max_body_bytes(max_upload_bytes: int) -> int:

@@ -102,6 +102,18 @@ MESSAGES: dict[str, dict[str, str]] = {
         "en": "The number of results must be a whole number from 1 to {limit}.",
         "es": "El número de resultados debe ser un entero de 1 a {limit}.",
     },
+    "unknown_model": {
+        "en": "Unknown model '{value}': use one of {choices}.",
+        "es": "Modelo desconocido '{value}': usa uno de {choices}.",
+    },
+    "model_cannot": {
+        "en": "{model} cannot make {option}: use {choices}, or choose another model.",
+        "es": "{model} no admite {option}: usa {choices}, o elige otro modelo.",
+    },
+    "model_unavailable": {
+        "en": "{model} runs on {vendor}, which this app is not set up for. Choose one of {choices}.",
+        "es": "{model} funciona en {vendor}, que esta aplicación no tiene configurado. Elige uno de {choices}.",
+    },
     "bad_option": {
         "en": "Invalid {option}: use {choices}.",
         "es": "Valor no válido para {option}: usa {choices}.",

@@ -30,7 +30,7 @@ STREAM = "tryon:jobs"
 GROUP = "workers"
 JOB_KEY = "tryon:job:{}"
 STATUSES = ("queued", "processing", "done", "error")
-JSON_FIELDS = ("inputs", "timings")
+JSON_FIELDS = ("inputs", "timings", "steps")
 
 # Fenced write: update the record only while this worker owns the job.
 _FENCED_HSET = """
@@ -80,6 +80,7 @@ class Job:
     provider_request_id: str | None = None
     worker: str | None = None
     timings: dict[str, Any] = field(default_factory=dict)
+    steps: list[dict[str, Any]] = field(default_factory=list)  # tryon.dressing's journal: each call, submitted then done
 
     @classmethod
     def from_hash(cls, data: dict[str, str]) -> "Job":

@@ -60,7 +60,7 @@ USER_ERRORS = frozenset({
     # the request
     "no_person", "no_garment", "too_many_garments", "bad_category", "description_too_long", "bad_order",
     "bad_variants", "bad_option", "bad_api_key", "rate_limited", "body_too_large", "bad_json", "bad_field",
-    "job_not_found",
+    "job_not_found", "unknown_model", "model_cannot", "model_unavailable",
 })
 REFUSALS = frozenset({"content_policy"})
 # Listed so that every code has been decided on (tests check errors.MESSAGES against the three sets).
@@ -103,17 +103,26 @@ def percentile(values: list[float], q: float) -> float | None:
 def model_calls(timings: dict[str, Any], settings: "Settings | None" = None) -> dict[str, dict[str, Any]]:
     """The model calls of one timing record, per provider: {"fal": {"calls", "images", "usd"}}.
 
-    Calls are the record's `fal_call_N`, each made by `served_by[N-1]` (a chain) or `provider`;
-    each makes one image but the last, which makes `variants`. `usd` is the estimate
-    (tryon.prices), None when the price of any of those images is unknown.
+    From the record's `calls` (each with its provider, model, images and list-price `usd`, see
+    TryOnService._model_fields); a record from before the catalogue has only `fal_call_N`, each
+    made by `served_by[N-1]` (a chain) or `provider`, priced by tryon.prices. `usd` is None when
+    the price of any of those images is unknown.
     """
+    found: dict[str, dict[str, Any]] = {}
+    if isinstance(timings.get("calls"), list):
+        for call in timings["calls"]:
+            mine = found.setdefault(str(call.get("provider") or timings.get("provider") or ""), {"calls": 0, "images": 0, "usd": 0.0})
+            mine["calls"] += 1
+            mine["images"] += int(call.get("images") or 1)
+            usd = call.get("usd")
+            mine["usd"] = None if usd is None or mine["usd"] is None else round(mine["usd"] + float(usd), 6)
+        return found
     count = 0
     while f"fal_call_{count + 1}" in timings:
         count += 1
     served = list(timings.get("served_by") or [])
     resolution = str((timings.get("options") or {}).get("resolution") or "1K")
     variants = max(1, int(timings.get("variants") or 1))
-    found: dict[str, dict[str, Any]] = {}
     for n in range(1, count + 1):
         who = served[n - 1] if n <= len(served) else str(timings.get("provider") or "")
         images = variants if n == count else 1
@@ -122,6 +131,18 @@ def model_calls(timings: dict[str, Any], settings: "Settings | None" = None) -> 
         mine["calls"] += 1
         mine["images"] += images
         mine["usd"] = None if price is None or mine["usd"] is None else round(mine["usd"] + price * images, 6)
+    return found
+
+
+def spend_by_model(timings: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """{"model id": {"calls", "usd"}} of one record (the offline preview's calls are $0)."""
+    found: dict[str, dict[str, Any]] = {}
+    for call in timings.get("calls") or []:
+        name = str(call.get("model") or call.get("provider") or "?")
+        mine = found.setdefault(name, {"calls": 0, "usd": 0.0})
+        mine["calls"] += 1
+        usd = call.get("usd")
+        mine["usd"] = None if usd is None or mine["usd"] is None else round(mine["usd"] + float(usd), 6)
     return found
 
 
@@ -149,6 +170,9 @@ def event_from(mode: str, provider: str, outcome: str, timings: dict[str, Any] |
         "uploads_remote": 0 if offline else len(uploads),
         "uploads_cached": 0 if offline else sum(1 for u in uploads if u.get("upload") in ("cached", "shared")),
         "calls": calls,
+        "model": timings.get("model") or "",
+        "models": spend_by_model(timings) if outcome == "ok" else {},
+        "cost_usd": timings.get("cost_usd") if outcome == "ok" else "",
     }
 
 

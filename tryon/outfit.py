@@ -85,11 +85,12 @@ class Outfit:
     num_images: int = 1
     aspect_ratio: str = "same"
     resolution: str = "1K"
+    model: str | None = None  # a model id of the catalogue (tryon.models); None: the app's default
 
     @classmethod
     def parse(cls, categories: Sequence[Any] | dict | None = None, descriptions: Sequence[Any] | dict | None = None,
               order: Sequence[Any] | str | None = None, num_images: Any = 1, aspect_ratio: Any = "same",
-              resolution: Any = "1K") -> "Outfit":
+              resolution: Any = "1K", model: Any = None) -> "Outfit":
         """From API values (lists by slot, or {field: value}); every bad value gets its own error."""
         cats = _by_field(categories, "categories")
         for name, value in cats.items():
@@ -120,7 +121,10 @@ class Outfit:
         size = str(resolution or "1K").strip().upper()
         if size not in RESOLUTIONS:
             raise InvalidRequest("bad_option", option={"en": "resolution", "es": "resolución"}, choices=", ".join(RESOLUTIONS))
-        return cls(cats, descs, fields, variants, ratio, size)
+        if model is not None and not isinstance(model, str):
+            raise InvalidRequest("unknown_model", field="model", value=str(model)[:40], choices="a model id such as fal-ai/nano-banana-pro/edit")
+        chosen = (model or "").strip() or None  # the service checks it against the models it offers
+        return cls(cats, descs, fields, variants, ratio, size, chosen)
 
     def specs(self, fields: Sequence[str], guesses: Mapping[str, Guess] | None = None) -> list[GarmentSpec]:
         """The given garments (fields of filled slots, in slot order) in the order they go on.

@@ -26,7 +26,9 @@ from typing import Any, Callable, Sequence
 
 from PIL import Image
 
+from . import models as catalogue
 from .cache import SingleFlight, TTLCache
+from .dressing import Dresser, Look
 from .fetch import SafeFetcher
 from .garment_guess import GarmentGuess, guess_jpeg, unsure
 from .history import LookHistory
@@ -38,8 +40,10 @@ from .preview.badge import stamp_badge
 from .jobs import Job, JobQueue, now_ms
 from .outfit import GarmentSpec, Outfit, nearest_ratio
 from .progress import report
-from .prompts import outfit_prompt, sync_prompt
-from .providers.base import EditOptions, Provider
+from .models import Model
+from .prompts import outfit_prompt
+from .prices import price_per_image
+from .providers.base import Provider
 from .providers.chain import ProviderChain
 from .timing import RequestTimer, claim_cold_start, elapsed_ms
 
@@ -215,13 +219,15 @@ class TryOnService:
         garments: Sequence[ImageSource | None] | None,
         fetch: bool = True,
         outfit: Outfit | None = None,
+        fallback: bool = True,
     ) -> TryOnResult:
         """fetch=False: when the provider keeps the result at a public URL, return the URL and skip
         downloading the picture (the REST API hands the URL on, as the seed did). `outfit`: the
-        garments' categories and descriptions, their order, the number and size of results.
+        garments' categories and descriptions, their order, the number and size of results, the
+        model. `fallback=False`: no other model answers if it refuses (a comparison of two models).
         Each step is told to a `tryon.progress` listener, if the caller has one."""
         try:
-            result = self._try_on_sync(person, garments, fetch, outfit or Outfit())
+            result = self._try_on_sync(person, garments, fetch, outfit or Outfit(), fallback)
         except TryOnError as error:
             self.record("sync", error.code, None, sum(1 for g in garments or [] if not _is_empty(g)))
             raise
@@ -234,8 +240,10 @@ class TryOnService:
         garments: Sequence[ImageSource | None] | None,
         fetch: bool,
         outfit: Outfit,
+        fallback: bool = True,
     ) -> TryOnResult:
         inputs = collect_inputs(person, garments)
+        models = self.choose_models(outfit, fallback)  # an option the model cannot honour costs nothing
         timer = RequestTimer("sync", self.provider.name)
         deadline = time.monotonic() + self.settings.request_timeout_s
         started = time.perf_counter()
@@ -247,33 +255,18 @@ class TryOnService:
         # Inner to outer, whatever slot each garment was dropped in (or the user's own order).
         specs = self.outfit_specs(outfit, by_field)
         aspect_ratio = self._aspect_ratio(outfit, person_upload.image)
-        current = person_upload.ref
-        request_ids, served_by, failover, prompts = [], [], [], []
-        for step, spec in enumerate(specs, start=1):
-            garment = by_field[spec.field]
-            report("applying", step=step, total=len(specs), field=garment.field)
-            remaining = deadline - time.monotonic()
-            prompt = sync_prompt(self.settings.sync_prompt, spec)
-            prompts.append(prompt)
-            # Variants come from the last step: the earlier ones build the outfit they share.
-            options = EditOptions(num_images=outfit.num_images if step == len(specs) else 1, aspect_ratio=aspect_ratio,
-                                  same_as_person=outfit.aspect_ratio == "same", resolution=outfit.resolution,
-                                  categories=(spec.category,))
-            try:
-                if remaining <= 0:
-                    raise ProviderError("provider_timeout")
-                result = self.provider.edit(prompt, current, [garment.ref], timeout_s=remaining, options=options)
-            except ProviderError as error:
-                if error.code != "provider_timeout":
-                    raise
-                # The provider saw only what was left of the budget; the user set the whole of it.
-                raise ProviderError("provider_timeout", http_status=504, seconds=self.settings.request_timeout_s) from None
-            timer.provider_call(result.duration_ms)
-            request_ids.append(result.request_id)
-            served_by.append(result.provider or self.provider.name)
-            failover.extend({"step": step, **skip} for skip in result.skipped)
-            current = result.ref
-        refs = result.refs
+        look = Look(person_upload.ref, [(spec, by_field[spec.field].ref) for spec in specs], outfit, aspect_ratio, "sync",
+                    models, self.settings.sync_prompt)
+        try:
+            dressed = Dresser(self.provider, self.provider.name).run(look, deadline)
+        except ProviderError as error:
+            if error.code != "provider_timeout":
+                raise
+            # The provider saw only what was left of the budget; the user set the whole of it.
+            raise ProviderError("provider_timeout", http_status=504, seconds=self.settings.request_timeout_s) from None
+        for entry in dressed.journal:
+            timer.provider_call(entry["ms"])
+        current, refs = dressed.result.ref, dressed.result.refs
         images: list[bytes] = []
         if fetch or not current.startswith("https://"):
             started = time.perf_counter()
@@ -283,13 +276,14 @@ class TryOnService:
         timings = timer.finish(
             garments=len(specs),
             uploads=[u.timing() for u in uploads],
-            provider_request_ids=request_ids,
+            provider_request_ids=[entry["request_id"] for entry in dressed.journal],
             offline_preview=self.provider.is_preview,
             order=[spec.public() for spec in specs],
-            prompts=prompts,
+            prompts=dressed.prompts,
             options={**outfit.public(), "aspect_ratio_sent": aspect_ratio},
             variants=len(refs),
-            **self._provider_fields(served_by, failover),
+            **self._model_fields(models, dressed, "sync", len(specs), outfit),
+            **self._provider_fields([e["provider"] for e in dressed.journal], self._failover_of(dressed.journal)),
         )
         return TryOnResult(
             image=images[0] if images else b"",
@@ -300,6 +294,122 @@ class TryOnService:
             variants=tuple(images),
             variant_urls=tuple(r for r in refs if r.startswith("https://")),
         )
+
+    # -- models: which ones this app offers, the one a request runs, what it costs -------------
+
+    def offered_models(self) -> list[Model]:
+        """The models a request may name, the default first: the FAL catalogue (also for the
+        offline preview, which stands in for them), Replicate's with a Replicate token, and the
+        models the settings name. None for RunPod alone: your endpoint runs its own model."""
+        settings, found = self.settings, []
+        for name in settings.providers:
+            if name in ("fal", "local"):
+                found += [catalogue.resolve(m, "fal", settings.model_prices) for m in (settings.fal_model, *settings.fal_fallback_models)]
+                found += [catalogue.get(m.id, settings.model_prices) for m in catalogue.for_provider("fal")]
+            elif name == "replicate":
+                found.append(catalogue.resolve(settings.replicate_model, "replicate", settings.model_prices))
+                found += [catalogue.get(m.id, settings.model_prices) for m in catalogue.for_provider("replicate")]
+        unique: dict[str, Model] = {}
+        for model in found:
+            unique.setdefault(model.id, model)  # each once, where first named
+        return list(unique.values())
+
+    def default_model(self) -> Model | None:
+        offered = self.offered_models()
+        return offered[0] if offered else None
+
+    def model(self, model_id: str | None) -> Model | None:
+        """The offered model with this id (None: the default); InvalidRequest if it is not offered."""
+        offered = self.offered_models()
+        if not model_id:
+            return offered[0] if offered else None
+        wanted = model_id.strip()
+        for model in offered:
+            if wanted in (model.id, model.id.partition(":")[0]) or (":" in model.id and wanted == model.id.partition(":")[0]):
+                return model
+        choices = ", ".join(m.id for m in offered) or "none (this app runs your RunPod endpoint's own model)"
+        if catalogue.known(wanted):
+            vendor = {"fal": "FAL", "replicate": "Replicate"}[catalogue.get(wanted).provider]
+            raise InvalidRequest("model_unavailable", field="model", model=catalogue.get(wanted).label, vendor=vendor, choices=choices)
+        raise InvalidRequest("unknown_model", field="model", value=wanted[:80], choices=choices)
+
+    def choose_models(self, outfit: Outfit, fallback: bool = True) -> list[Model | None]:
+        """[the model the request runs, then the ones that answer if it refuses]: the fallbacks
+        are TRYON_FAL_MODEL's other models that can honour the same options. [None]: the
+        provider's own model (RunPod). An option the chosen model cannot honour is refused."""
+        chosen = self.model(outfit.model)
+        if chosen is None:
+            return [None]
+        self._check(chosen, outfit)
+        models: list[Model | None] = [chosen]
+        if fallback and chosen.provider == "fal" and self.settings.fal_fallback_models:
+            for model_id in (self.settings.fal_model, *self.settings.fal_fallback_models):
+                model = self.model(model_id)
+                if model is not None and model.id != chosen.id:
+                    try:
+                        self._check(model, outfit)
+                    except InvalidRequest:
+                        continue  # it could not make what was asked for: not a fallback for this look
+                    models.append(model)
+        return models
+
+    @staticmethod
+    def _check(model: Model, outfit: Outfit) -> None:
+        model.check(categories=outfit.categories, descriptions=outfit.descriptions, num_images=outfit.num_images,
+                    aspect_ratio=outfit.aspect_ratio, resolution=outfit.resolution)
+
+    def estimate(self, outfit: Outfit, garments: int, mode: str) -> dict[str, Any]:
+        """What this request should cost before it runs ({"model", "mode", "calls", "images", "usd",
+        "offline_preview"}); usd None when the model has no known price (RunPod: TRYON_RUNPOD_PRICE_USD)."""
+        model = self.model(outfit.model)
+        if model is None:
+            calls = max(1, garments) if mode == "sync" else 1
+            price = price_per_image("runpod", settings=self.settings)
+            images = calls - 1 + outfit.num_images
+            found = {"model": None, "mode": mode, "calls": calls, "images": images,
+                     "usd": None if price is None else round(price * images, 4)}
+        else:
+            found = catalogue.estimate(model, garments, outfit.num_images, outfit.resolution, mode).public()
+        return {**found, "offline_preview": self.provider.is_preview}
+
+    def _call_price(self, entry: dict[str, Any]) -> float | None:
+        if self.provider.is_preview or entry.get("provider") == "local":
+            return 0.0
+        if entry.get("provider") == "runpod":
+            return price_per_image("runpod", settings=self.settings)
+        model_id = entry.get("model")
+        model = next((m for m in self.offered_models() if m.id == model_id), None)
+        if model is None and model_id and catalogue.known(model_id):
+            model = catalogue.get(model_id, self.settings.model_prices)
+        return None if model is None else model.price(str(entry.get("resolution") or "1K"))
+
+    def _model_fields(self, models: list[Model | None], dressed, mode: str, garments: int, outfit: Outfit) -> dict[str, Any]:
+        """The record's model, per-call cost and total: `cost_usd` is the list price of the calls
+        made (the offline preview's are $0; None when a call's price is unknown), `estimate` what
+        the catalogue said before the run, `model_fallback` the models passed over and why."""
+        calls, total = [], 0.0
+        for entry in dressed.journal:
+            price = self._call_price(entry)
+            usd = None if price is None else round(price * int(entry.get("images") or 1), 6)
+            calls.append({"step": entry["step"], "model": entry.get("model"), "provider": entry.get("provider"),
+                          "images": entry.get("images", 1), "usd": usd})
+            total = None if usd is None or total is None else total + usd
+        chosen = models[0]
+        fields = {
+            "model": dressed.result.model or (chosen.id if chosen else None),
+            "model_requested": chosen.id if chosen else None,
+            "calls": calls,
+            "cost_usd": None if total is None else round(total, 6),
+            "cost_basis": "offline preview: free" if self.provider.is_preview else "list price (tryon/models.py)",
+            "estimate": self.estimate(outfit, garments, mode),
+        }
+        if dressed.passed_over:
+            fields["model_fallback"] = dressed.passed_over
+        return fields
+
+    @staticmethod
+    def _failover_of(journal: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return [{"step": entry["step"], **skip} for entry in journal for skip in entry.get("skipped", ())]
 
     def guess(self, image: NormalizedImage) -> GarmentGuess:
         """What a garment picture looks like (tryon.garment_guess), once per picture."""
@@ -376,12 +486,12 @@ class TryOnService:
             raise InvalidRequest("async_unavailable", http_status=503)
         outfit = outfit or Outfit()
         inputs = collect_inputs(person, garments)
+        models = self.choose_models(outfit)
         received_ts = now_ms()
         started = time.perf_counter()
         uploads = self.upload_all(inputs)
         by_field = {u.field: u for u in uploads[1:]}
         specs = self.outfit_specs(outfit, by_field)  # the record keeps the garments inner to outer
-        prompt = outfit_prompt(specs)
         timings = {
             "mode": "async",
             "provider": self.provider.name,
@@ -390,8 +500,12 @@ class TryOnService:
             "garments": len(specs),
             "uploads": [u.timing() for u in uploads],
             "order": [spec.public() for spec in specs],
-            "prompts": [prompt],
             "options": {**outfit.public(), "aspect_ratio_sent": self._aspect_ratio(outfit, uploads[0].image)},
+            # What the one call will be asked (run_job records what each call was asked).
+            "prompts": [outfit_prompt(specs)],
+            "model_requested": models[0].id if models[0] else None,
+            "models_to_try": [m.id for m in models if m is not None],
+            "estimate": self.estimate(outfit, len(specs), "async"),
         }
         inputs = [{"field": "person", "ref": uploads[0].ref}]
         inputs += [{**spec.public(), "ref": by_field[spec.field].ref} for spec in specs]
@@ -436,60 +550,64 @@ class TryOnService:
             pictures.append(picture)
         return pictures
 
-    def run_job(self, job: Job, on_submitted: Callable[[str], None], on_poll: Callable[[], None]) -> tuple[str, dict[str, Any]]:
-        """One model call with every garment (not the sync chain's one call per garment).
+    def run_job(self, job: Job, persist: Callable[[list[dict[str, Any]], str | None], None],
+                on_poll: Callable[[], None]) -> tuple[str, dict[str, Any]]:
+        """One model call with every garment (not the sync chain's one call per garment), or a
+        chain of calls on a model that takes one garment per call (tryon.dressing).
 
-        If an earlier worker already queued the generation (its request id is on the
-        record), this polls that same request instead of paying for a second one.
+        `persist(steps, request_id)` writes each step to the job as it is submitted and done; a
+        job an earlier worker started goes on from its steps: a request already queued is polled
+        instead of paying for a second one, and a step already done is not made again.
         """
         refs = [item["ref"] for item in job.inputs]
-        person, garments = refs[0], refs[1:]  # garments already inner to outer (submit_job)
-        specs = [GarmentSpec.from_public(i) for i in job.inputs[1:]]  # categories as guessed at submit
-        prompt = outfit_prompt(specs)
+        specs = [GarmentSpec.from_public(i) for i in job.inputs[1:]]  # inner to outer, categories as guessed at submit
         chosen = job.timings.get("options") or {}
-        options = EditOptions(num_images=int(chosen.get("num_images", 1)), aspect_ratio=chosen.get("aspect_ratio_sent", "auto"),
-                              same_as_person=chosen.get("aspect_ratio") == "same",
-                              resolution=chosen.get("resolution", "1K"), categories=tuple(s.category for s in specs))
+        outfit = Outfit(num_images=int(chosen.get("num_images", 1)), aspect_ratio=chosen.get("aspect_ratio", "same"),
+                        resolution=chosen.get("resolution", "1K"), model=job.timings.get("model_requested"))
+        wanted = job.timings.get("models_to_try")
+        if wanted is None:  # a job from before the catalogue: the default model
+            models: list[Model | None] = [self.default_model()]
+        else:
+            models = [self.model(model_id) for model_id in wanted] or [None]
+        journal = list(job.steps or [])
+        if not journal and job.provider_request_id:  # submitted by a worker from before the journal
+            journal = [{"step": 1, "model": models[0].id if models[0] else None, "request_id": job.provider_request_id}]
+        resumed = any(entry.get("request_id") for entry in journal)
+        look = Look(refs[0], list(zip(specs, refs[1:])), outfit, chosen.get("aspect_ratio_sent", "auto"), "async", models,
+                    self.settings.sync_prompt)
         timeout = self.settings.request_timeout_s
-        resumed = bool(job.provider_request_id)
         provider_started = job.provider_started_at or now_ms()
-        if hasattr(self.provider, "submit_edit"):
-            request_id = job.provider_request_id
-            if not request_id:
-                request_id = self.provider.submit_edit(prompt, person, garments, options)
-                on_submitted(request_id)
-            remaining = max(1.0, timeout - (now_ms() - provider_started) / 1000)
-            failover = {}
-            if isinstance(self.provider, ProviderChain):  # an outage at one vendor moves the job on
-                failover = {"on_resubmit": on_submitted, "resubmit_with": (prompt, person, garments, options)}
-            try:
-                result = self.provider.await_edit(request_id, remaining, on_poll=on_poll, **failover)
-            except ProviderError as error:
-                if error.code == "provider_timeout":
-                    raise ProviderError("provider_timeout", http_status=504, seconds=timeout) from None
-                raise
-        else:  # a provider whose calls cannot be resumed: one plain call
-            result = self.provider.edit(prompt, person, garments, timeout_s=timeout, options=options)
-            request_id = result.request_id
+        deadline = time.monotonic() + max(1.0, timeout - (now_ms() - provider_started) / 1000)
+        try:
+            dressed = Dresser(self.provider, self.provider.name).run(look, deadline, journal, persist, on_poll)
+        except ProviderError as error:
+            if error.code == "provider_timeout":
+                raise ProviderError("provider_timeout", http_status=504, seconds=timeout) from None
+            raise
         finished = now_ms()
         timings = dict(job.timings)
-        provider_ms = float(finished - provider_started) if resumed else round(result.duration_ms, 1)
+        calls_ms = [float(entry.get("ms") or 0.0) for entry in dressed.journal]
+        if resumed and len(calls_ms) == 1:
+            calls_ms = [float(finished - provider_started)]  # the wait began with the earlier attempt
+        provider_ms = round(sum(calls_ms), 1)
         total_ms = float(finished - job.created_at)
         timings.update({
             "requestId": job.job_id,
             "cold_start": claim_cold_start(),
             "queue_wait_ms": float((job.started_at or finished) - job.created_at),
-            "fal_call_1": provider_ms,
+            **{f"fal_call_{n}": ms for n, ms in enumerate(calls_ms, start=1)},
             "fal_duration_ms": provider_ms,
             "total_backend_ms": total_ms,
             "backend_overhead_ms": round(total_ms - provider_ms, 1),
             "be_response_sent_ts": finished,
-            "provider_request_ids": [request_id],
-            "variant_refs": list(result.refs),
-            "variants": len(result.refs),
+            "provider_request_ids": [entry["request_id"] for entry in dressed.journal],
+            "prompts": dressed.prompts,
+            "variant_refs": list(dressed.result.refs),
+            "variants": len(dressed.result.refs),
             "attempts": job.attempts,
             "resumed_provider_request": resumed,
             "offline_preview": self.provider.is_preview,
-            **self._provider_fields([result.provider or self.provider.name], [{"step": 1, **s} for s in result.skipped]),
+            **self._model_fields(models, dressed, "async", len(specs), outfit),
+            **self._provider_fields([e["provider"] for e in dressed.journal], self._failover_of(dressed.journal)),
         })
-        return result.ref, timings
+        return dressed.result.ref, timings

@@ -72,14 +72,19 @@ class Worker(threading.Thread):
         lease = queue.lease(message_id, me)
         log.info("job %s: attempt %d on %s", job_id, attempt, me)
 
-        def submitted(request_id: str) -> None:
-            # The provider is recorded with the id, so a resumed job polls the vendor that has it.
-            queue.update(job_id, me, provider_request_id=request_id, provider=self.service.served_by(request_id),
-                         provider_started_at=now_ms())
+        def persist(steps: list[dict], request_id: str | None) -> None:
+            # Each step as it is submitted and done; the provider is recorded with a new request id,
+            # so a resumed job polls the vendor that has it and pays for no step twice.
+            fields: dict = {"steps": steps}
+            if request_id is not None:
+                fields.update(provider_request_id=request_id, provider=self.service.served_by(request_id))
+                if job.provider_started_at is None:
+                    fields["provider_started_at"] = job.provider_started_at = now_ms()
+            queue.update(job_id, me, **fields)
 
         garments = max(0, len(job.inputs) - 1)
         try:
-            image_url, timings = self.service.run_job(job, on_submitted=submitted, on_poll=lease.renew)
+            image_url, timings = self.service.run_job(job, persist=persist, on_poll=lease.renew)
         except TryOnError as error:
             if queue.finish(job_id, message_id, me, status="error", error=error.message(), error_code=error.code):
                 self.service.record("async", error.code, job.timings, garments)

@@ -24,6 +24,7 @@ class EditOptions:
     same_as_person: bool = False  # the user asked for the person photo's shape (aspect_ratio is its nearest ratio)
     resolution: str = "1K"
     categories: tuple[str, ...] = ()
+    model: str | None = None  # a catalogue model id (tryon.models) of this provider; None: its default
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,7 @@ class EditResult:
     provider: str | None = None  # who served it (set by a ProviderChain; else the provider itself)
     skipped: tuple[dict, ...] = ()  # providers passed over before it: {"provider", "reason"}
     variants: tuple[str, ...] = ()  # every result when several were asked for (ref is the first)
+    model: str | None = None  # the model that made it (None: one we do not name, e.g. your RunPod endpoint)
 
     @property
     def refs(self) -> tuple[str, ...]:

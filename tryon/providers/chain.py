@@ -86,7 +86,8 @@ class ProviderChain:
         return qualified
 
     def await_edit(self, qualified_id: str, timeout_s: float, started: float | None = None, on_poll=None,
-                   on_resubmit: Callable[[str], None] | None = None, resubmit_with: tuple | None = None) -> EditResult:
+                   on_resubmit: Callable[[str], None] | None = None, resubmit_with: tuple | None = None,
+                   options: EditOptions | None = None) -> EditResult:
         """Wait for a request at the provider named in its id. With `resubmit_with` = (prompt,
         person, garments, options), an outage there moves the request to the next provider (reported
         through `on_resubmit`) within the same deadline."""
@@ -102,9 +103,9 @@ class ProviderChain:
             tried.append(name)
             remaining = max(0.5, deadline - time.monotonic())
             try:
-                result = provider.await_edit(request_id, remaining, started=started, on_poll=on_poll)
+                result = provider.await_edit(request_id, remaining, started=started, on_poll=on_poll, options=options)
                 self.breakers[name].succeeded()
-                return EditResult(result.ref, result.duration_ms, result.request_id, provider=name, skipped=tuple(skipped))
+                return replace(result, provider=name, skipped=tuple(skipped))
             except ProviderError as error:
                 if error.code not in OUTAGES:
                     self.breakers[name].succeeded()

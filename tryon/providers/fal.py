@@ -1,4 +1,4 @@
-"""The FAL provider: fal-ai/nano-banana-pro/edit through the official fal-client.
+"""The FAL provider: the catalogue's FAL models (tryon.models) through the official fal-client.
 
 - Images go to FAL storage with `SyncClient.upload` and an expiry (photos of
   people should not outlive their use); the model reads them by URL, never as
@@ -10,6 +10,8 @@
   502/503/504 (up to 10 attempts with backoff); we add no retry loop of ours,
   but we never wait for those retries past our deadline (deadline.call_before),
   and the deadline is also sent as `start_timeout` (X-Fal-Request-Timeout).
+- Which model, and its arguments and answer's shape, come from the catalogue: a request's
+  `EditOptions.model`, else the first of TRYON_FAL_MODEL.
 - Failures are read where FAL reports them: an infrastructure failure is a
   COMPLETED status with `error`/`error_type` (an outage: the chain fails over);
   a bad input or a content-policy refusal is a 422 from the result endpoint.
@@ -34,6 +36,7 @@ import httpx
 from ..config import Settings
 from ..errors import ProviderError
 from ..images import NormalizedImage
+from ..models import Call, Model, get, known, resolve
 from ..progress import report
 from .base import EditOptions, EditResult
 from .deadline import DeadlinePassed, call_before
@@ -45,7 +48,6 @@ log = logging.getLogger(__name__)
 POLL_INTERVAL_S = 0.1  # what fal-client's own subscribe() uses
 CANCEL_WAIT_S = 2.0  # how long a timed-out caller waits to learn what the cancel did
 MIN_START_TIMEOUT_S = 1.0  # fal-client refuses a start_timeout of 1 s or less
-MODEL_OPTIONS = {"num_images": 1, "aspect_ratio": "auto", "resolution": "1K", "output_format": "jpeg"}
 
 
 def configure_fal_client(settings: Settings):
@@ -91,6 +93,10 @@ class FalProvider:
         self._key = settings.fal_key
         self.model = settings.fal_model
         self.label = f"FAL · {settings.fal_model}"
+        # The models the settings name (the default first, then the fallbacks), as the catalogue
+        # describes them; a model the catalogue does not list is called like the default family.
+        self.models = {m: resolve(m, "fal", settings.model_prices) for m in (settings.fal_model, *settings.fal_fallback_models)}
+        self._prices = settings.model_prices
         self.upload_ttl_s = settings.upload_ttl_s
         self.store_io = settings.fal_store_io
         self.timeout_s = settings.request_timeout_s
@@ -116,7 +122,16 @@ class FalProvider:
         timeout_s = self.timeout_s if timeout_s is None else timeout_s
         deadline = time.monotonic() + timeout_s
         request_id = self.submit_edit(prompt, person, garments, options, deadline=deadline)
-        return self.await_edit(request_id, timeout_s, started=started, deadline=deadline)
+        return self.await_edit(request_id, timeout_s, started=started, deadline=deadline, options=options)
+
+    def model_for(self, options: EditOptions | None) -> Model:
+        """The model a call runs: the one asked for if it is FAL's, else the default."""
+        wanted = options.model if options is not None else None
+        if wanted and wanted in self.models:
+            return self.models[wanted]
+        if wanted and known(wanted) and get(wanted).provider == "fal":
+            return get(wanted, self._prices)
+        return self.models[self.model]
 
     # -- resumable halves of edit(): an async job records the request id in between ----------
 
@@ -131,18 +146,19 @@ class FalProvider:
                     deadline: float | None = None) -> str:
         """Queue one generation at FAL; returns its request id. FAL drops it if it has not started
         by the deadline (start_timeout), so a request we gave up on is not run and billed later."""
-        arguments = {"prompt": prompt, "image_urls": [person, *garments], **MODEL_OPTIONS}
-        if options is not None:
-            arguments.update(num_images=options.num_images, aspect_ratio=options.aspect_ratio, resolution=options.resolution)
+        model = self.model_for(options)
+        chosen = options or EditOptions()
+        arguments = model.arguments(Call(prompt, person, tuple(garments), chosen.categories, chosen.num_images,
+                                         chosen.aspect_ratio, chosen.same_as_person, chosen.resolution))
         deadline = time.monotonic() + self.timeout_s if deadline is None else deadline
         start_timeout = deadline - time.monotonic()
         extra = {"start_timeout": round(start_timeout, 1)} if start_timeout > MIN_START_TIMEOUT_S else {}
         def submit() -> str:
-            return self.client.submit(self.model, arguments, headers=self.model_headers(), **extra).request_id
+            return self.client.submit(model.id, arguments, headers=self.model_headers(), **extra).request_id
 
         def cancel_late(request_id: str) -> None:  # fal-client's retries got it in after we gave up
             log.warning("FAL request %s was created after its deadline; cancel: %s", request_id,
-                        self._cancel(self.client.get_handle(self.model, request_id)))
+                        self._cancel(self.client.get_handle(model.id, request_id)))
 
         try:
             return call_before(deadline, submit, "fal-submit", on_late=cancel_late)
@@ -152,19 +168,21 @@ class FalProvider:
             raise self._map_error(error) from None
 
     def await_edit(self, request_id: str, timeout_s: float, started: float | None = None, on_poll=None,
-                   deadline: float | None = None) -> EditResult:
+                   deadline: float | None = None, options: EditOptions | None = None) -> EditResult:
         """Wait for a queued generation (ours or one a dead worker started) and return its image.
         No fal-client call (with its own retries) keeps us past the deadline (`timeout_s` from now,
-        unless edit() passes the one its submit already counted against)."""
+        unless edit() passes the one its submit already counted against). `options`: the ones it
+        was submitted with (they name the model, whose queue holds it and whose answer we read)."""
         started = time.perf_counter() if started is None else started
-        handle = self.client.get_handle(self.model, request_id)
+        model = self.model_for(options)
+        handle = self.client.get_handle(model.id, request_id)
         deadline = time.monotonic() + max(0.0, timeout_s) if deadline is None else deadline
         try:
             status = self._wait(handle, deadline, on_poll)
             if getattr(status, "error", None):
                 # An infrastructure failure ("Runner disconnected", "Request timed out"): an outage, not our input.
                 raise ProviderError("provider_failed", reason=self._redact(f"{status.error} ({status.error_type or 'error'})")[:200])
-            output = call_before(deadline, lambda: self.client.result(self.model, request_id), "fal-result")
+            output = call_before(deadline, lambda: self.client.result(model.id, request_id), "fal-result")
         except DeadlinePassed:
             outcome = self._cancel(handle)
             log.warning("FAL request %s passed its %.1f s deadline; cancel: %s", request_id, timeout_s, outcome)
@@ -173,11 +191,11 @@ class FalProvider:
             raise
         except Exception as error:
             raise self._map_error(error) from None
-        images = output.get("images") if isinstance(output, dict) else None
-        urls = tuple(i["url"] for i in images or [] if isinstance(i, dict) and isinstance(i.get("url"), str) and i["url"])
+        urls = model.output_urls(output)
         if not urls:
             raise ProviderError("no_image_returned")
-        return EditResult(ref=urls[0], duration_ms=(time.perf_counter() - started) * 1000, request_id=request_id, variants=urls)
+        return EditResult(ref=urls[0], duration_ms=(time.perf_counter() - started) * 1000, request_id=request_id, variants=urls,
+                          model=model.id)
 
     def fetch(self, ref: str) -> bytes:
         return self._downloads.fetch(ref)

@@ -88,5 +88,6 @@ class LocalPreviewProvider:
             ref = self.store.put(buffer.getvalue())
             self._remember_layout(ref, result_layout)
             refs.append(ref)
+        # It stands in for the model asked for: the record names that model, at $0.
         return EditResult(ref=refs[0], duration_ms=(time.perf_counter() - started) * 1000, request_id=uuid.uuid4().hex,
-                          variants=tuple(refs))
+                          variants=tuple(refs), model=options.model)

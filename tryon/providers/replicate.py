@@ -24,6 +24,7 @@ from ..config import Settings
 from ..errors import ProviderError
 from ..progress import report
 from ..images import NormalizedImage
+from ..models import Call, Model, get, known, resolve
 from .base import EditOptions, EditResult
 from .download import ResultDownloader, first_image_url
 from .errors import error_for, redact
@@ -32,23 +33,6 @@ log = logging.getLogger(__name__)
 
 POLL_INTERVAL_S = 0.25
 MAX_FAILED_POLLS = 3
-MODEL_OPTIONS = {"output_format": "jpg"}
-
-
-def model_options(model: str, options: EditOptions | None) -> dict[str, str]:
-    """Our options in the words of Replicate's google/nano-banana models (their API schemas):
-    both take aspect_ratio, where "match_input_image" is what "same as the person photo" means;
-    only -pro takes resolution (its default is 2K: leaving it out would bill a 1K choice at 2K)."""
-    if options is None:
-        return {}
-    chosen = {}
-    if options.same_as_person:
-        chosen["aspect_ratio"] = "match_input_image"
-    elif options.aspect_ratio != "auto":
-        chosen["aspect_ratio"] = options.aspect_ratio
-    if model.partition(":")[0].endswith("-pro"):
-        chosen["resolution"] = options.resolution
-    return chosen
 
 
 class _DeadlineTransport(httpx.HTTPTransport):
@@ -86,6 +70,11 @@ class ReplicateProvider:
         self._token = settings.replicate_token
         self.model = settings.replicate_model
         self.label = f"Replicate · {settings.replicate_model}"
+        self._prices = settings.model_prices
+        # Its arguments come from the catalogue (google/nano-banana, -pro: "match_input_image" is
+        # "same as the person photo"; only -pro takes resolution, whose default of 2K would bill a
+        # 1K choice at 2K); your own owner/name:version is called like google/nano-banana.
+        self.default_model = resolve(settings.replicate_model, "replicate", settings.model_prices)
         # Replicate keeps files uploaded through its API for a day at most.
         self.upload_ttl_s = min(settings.upload_ttl_s, 86400)
         self.timeout_s = settings.request_timeout_s
@@ -112,18 +101,28 @@ class ReplicateProvider:
              options: EditOptions | None = None) -> EditResult:
         started = time.perf_counter()
         prediction_id = self.submit_edit(prompt, person, garments, options)
-        return self.await_edit(prediction_id, self.timeout_s if timeout_s is None else timeout_s, started=started)
+        return self.await_edit(prediction_id, self.timeout_s if timeout_s is None else timeout_s, started=started, options=options)
 
     def fetch(self, ref: str) -> bytes:
         return self._downloads.fetch(ref)
 
     # -- resumable halves of edit() -------------------------------------------------------
 
+    def model_for(self, options: EditOptions | None) -> tuple[Model, str]:
+        """(the catalogue's model, the id to run: with its :version) for a call."""
+        wanted = options.model if options is not None else None
+        if wanted and wanted != self.default_model.id and known(wanted) and get(wanted).provider == "replicate":
+            return get(wanted, self._prices), wanted
+        return self.default_model, self.model
+
     def submit_edit(self, prompt: str, person: str, garments: Sequence[str], options: EditOptions | None = None) -> str:
         """Create the predictions (one per result asked for: the model makes one image per
         prediction); returns their ids joined with "+"."""
-        arguments = {"prompt": prompt, "image_input": [person, *garments], **MODEL_OPTIONS, **model_options(self.model, options)}
-        owner_name, _, version = self.model.partition(":")
+        model, model_id = self.model_for(options)
+        chosen = options or EditOptions()
+        arguments = model.arguments(Call(prompt, person, tuple(garments), chosen.categories, 1, chosen.aspect_ratio,
+                                         chosen.same_as_person, chosen.resolution))
+        owner_name, _, version = model_id.partition(":")
         ids = []
         try:
             for _ in range(options.num_images if options else 1):
@@ -138,7 +137,8 @@ class ReplicateProvider:
             raise self._map_error(error) from None
         return "+".join(ids)
 
-    def await_edit(self, prediction_ids: str, timeout_s: float, started: float | None = None, on_poll=None) -> EditResult:
+    def await_edit(self, prediction_ids: str, timeout_s: float, started: float | None = None, on_poll=None,
+                   options: EditOptions | None = None) -> EditResult:
         started = time.perf_counter() if started is None else started
         deadline = time.monotonic() + timeout_s
         urls = []
@@ -151,7 +151,7 @@ class ReplicateProvider:
                     self._cancel(other)
                 raise
         return EditResult(ref=urls[0], duration_ms=(time.perf_counter() - started) * 1000, request_id=prediction_ids,
-                          variants=tuple(urls))
+                          variants=tuple(urls), model=self.model_for(options)[0].id)
 
     # -- helpers --------------------------------------------------------------------------
 

@@ -88,7 +88,8 @@ class RunPodProvider:
             raise ProviderError("provider_failed", reason="RunPod answered /run without a job id")
         return job_id
 
-    def await_edit(self, job_id: str, timeout_s: float, started: float | None = None, on_poll=None) -> EditResult:
+    def await_edit(self, job_id: str, timeout_s: float, started: float | None = None, on_poll=None,
+                   options: EditOptions | None = None) -> EditResult:
         started = time.perf_counter() if started is None else started
         deadline = time.monotonic() + timeout_s
         failed_polls = 0
