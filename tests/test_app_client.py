@@ -25,12 +25,12 @@ def bad_files(tmp_path, person_png):
 
 def test_api_lists_the_documented_endpoints(client):
     endpoints = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
-    assert set(endpoints) == {"/try_on", "/try_on_variants", "/upload", "/submit_job", "/job_status"}
+    assert set(endpoints) == {"/try_on", "/try_on_variants", "/upload", "/submit_job", "/job_status", "/compare"}
     names = [p["parameter_name"] for p in endpoints["/try_on"]["parameters"]]
     # The original five first, in their order; every new one after them, with a default.
     assert names[:5] == ["person", "garment_1", "garment_2", "garment_3", "garment_4"]
     assert names[5:] == [*[f"category_{n}" for n in range(1, 5)], *[f"description_{n}" for n in range(1, 5)],
-                         "order", "num_images", "aspect_ratio", "resolution"]
+                         "order", "num_images", "aspect_ratio", "resolution", "model"]
     assert all(p["parameter_has_default"] for p in endpoints["/try_on"]["parameters"][5:])
 
 
@@ -187,3 +187,31 @@ def test_a_number_of_results_out_of_range_names_the_limit(client, asset_paths, c
                        num_images=count, api_name="/try_on")
     # Our own message (not the slider's generic bounds check, which would also log a traceback).
     assert "The number of results must be a whole number from 1 to 4." in str(caught.value)
+
+
+def test_a_model_by_keyword_is_recorded_with_its_price_and_the_preview_s_zero(client, asset_paths):
+    _, timings = client.predict(handle_file(asset_paths["person_illustration"]), handle_file(asset_paths["garment_tshirt_red"]),
+                                model="fal-ai/fashn/tryon/v1.6", api_name="/try_on")
+    assert timings["model"] == "fal-ai/fashn/tryon/v1.6" and timings["offline_preview"] is True
+    assert timings["cost_usd"] == 0.0 and timings["estimate"]["usd"] == 0.075  # free here; $0.075 with the model
+
+
+def test_an_option_the_chosen_model_cannot_make_is_refused_by_name(client, asset_paths):
+    with pytest.raises(Exception) as caught:
+        client.predict(handle_file(asset_paths["person_illustration"]), handle_file(asset_paths["garment_tshirt_red"]),
+                       resolution="4K", model="fal-ai/kling/v1-5/kolors-virtual-try-on", api_name="/try_on")
+    assert "Kling Kolors Virtual Try-On v1.5 cannot make a 4K result: use 1K" in str(caught.value)
+    with pytest.raises(Exception) as caught:
+        client.predict(handle_file(asset_paths["person_illustration"]), handle_file(asset_paths["garment_tshirt_red"]),
+                       model="acme/no-such-model", api_name="/try_on")
+    assert "Unknown model 'acme/no-such-model'" in str(caught.value)
+
+
+def test_compare_returns_one_captioned_result_per_model(client, asset_paths):
+    gallery, records = client.predict(handle_file(asset_paths["person_illustration"]), handle_file(asset_paths["garment_jeans_blue"]),
+                                      model="fal-ai/nano-banana-2/edit", other_model="fal-ai/fashn/tryon/v1.6", api_name="/compare")
+    assert [r["model"] for r in records] == ["fal-ai/nano-banana-2/edit", "fal-ai/fashn/tryon/v1.6"]
+    assert len(gallery) == 2 and gallery[0]["caption"].startswith("Nano Banana 2 (Google) · ")
+    assert gallery[1]["caption"].startswith("FASHN Try-On v1.6 · ") and "offline preview ($0)" in gallery[1]["caption"]
+    with Image.open(gallery[0]["image"]) as first:
+        assert first.size[0] > 0

@@ -36,10 +36,12 @@ def with_session(url: str, work, headers: dict[str, str] | None = None):
 def test_the_tools_and_their_schema(app_server):
     tools = with_session(app_server.url, lambda s: s.list_tools()).tools
     by_name = {tool.name: tool for tool in tools}
-    assert set(by_name) == {"try_on", "try_on_variants", "submit_job", "job_status", "upload"}
+    assert set(by_name) == {"try_on", "try_on_variants", "submit_job", "job_status", "upload", "compare"}
     schema = by_name["try_on"].inputSchema
     assert schema["required"] == ["person", "garment_1"]  # the outfit options are all optional
-    assert {"person", "garment_1", "garment_2", "garment_3", "garment_4", "category_1", "order", "num_images"} <= set(schema["properties"])
+    assert {"person", "garment_1", "garment_2", "garment_3", "garment_4", "category_1", "order", "num_images",
+            "model"} <= set(schema["properties"])
+    assert {"model", "other_model"} <= set(by_name["compare"].inputSchema["properties"])
     assert "Dress the person" in by_name["try_on"].description
 
 

@@ -11,6 +11,7 @@ from tryon.config import Settings
 from tryon.errors import MESSAGES, InvalidRequest
 from tryon.metrics import FAILURES, REFUSALS, STREAM, USER_ERRORS, Metrics, _day, event_from, outcome_class
 from tryon.prices import price_per_image
+from tryon.providers import build_provider
 from tryon.providers.local import LocalPreviewProvider
 from tryon.redis_server import client_for
 from tryon.service import TryOnService
@@ -213,3 +214,23 @@ def test_fal_looks_sync_and_async_are_priced_from_their_timing_records(fal_serve
     assert summary["success_rate"] == 1.0 and summary["by_mode"]["async"]["succeeded"] == 1
     # The job's two photos had been uploaded by the sync look: 2 of 5 uploads reused.
     assert summary["uploads_to_provider"] == 5 and summary["upload_cache_hit_rate"] == pytest.approx(2 / 5)
+
+
+def test_spend_is_shown_per_model_mode_and_day(redis_server, fal_server, tmp_path, person_png, garment_pngs):
+    from tryon.outfit import Outfit
+    from tryon.redis_server import client_for
+    from tryon.web.metrics_view import metrics_page
+
+    settings = Settings.from_env({**fal_server.env(), "TRYON_DATA_DIR": str(tmp_path)})
+    metrics = Metrics(client_for(host="127.0.0.1", port=redis_server.port))
+    service = TryOnService(settings, build_provider(settings), metrics=metrics)
+    service.try_on_sync(person_png, garment_pngs[:2], outfit=Outfit.parse(model="fal-ai/fashn/tryon/v1.6"))
+    service.try_on_sync(person_png, garment_pngs[:1])  # the default, nano-banana-pro: $0.15
+    summary = metrics.summary()
+    assert summary["spend_by_model"] == {"fal-ai/fashn/tryon/v1.6": {"looks": 1, "calls": 2, "usd": 0.15},
+                                         "fal-ai/nano-banana-pro/edit": {"looks": 1, "calls": 1, "usd": 0.15}}
+    assert summary["spend_by_mode"] == {"sync": {"looks": 2, "calls": 3, "usd": 0.3}}
+    (day,) = summary["spend_by_day"].values()
+    assert day["usd"] == 0.3
+    page = metrics_page(summary, [], "es")
+    assert "| FASHN Try-On v1.6 | 1 | 2 | 0,15 US$ |" in page and "Gasto" in page

@@ -113,6 +113,23 @@ def test_generate_takes_categories_order_and_variants(http, fal_server, person_b
     assert fal_server.submits[0].body["num_images"] == 1  # variants come from the last step only
 
 
+def test_generate_takes_a_model_and_lists_the_models_with_prices(http, fal_server, person_b64, garment_b64):
+    listed = http.get("/api/models", params={"apiKey": OUTFIT_KEY}).json()
+    assert listed["default"] == "fal-ai/nano-banana-pro/edit"
+    prices = {m["id"]: m["price_usd"] for m in listed["models"]}
+    assert prices["fal-ai/fashn/tryon/v1.6"] == {"*": 0.075} and prices["fal-ai/nano-banana-pro/edit"]["4K"] == 0.3
+    response = http.post("/api/images/generate", json={"apiKey": OUTFIT_KEY, "userImage": person_b64, "garments": garment_b64,
+                                                       "model": "fal-ai/fashn/tryon/v1.6"})
+    assert response.status_code == 200, response.text
+    timings = response.json()["metadata"]["timings"]
+    assert timings["model"] == "fal-ai/fashn/tryon/v1.6" and timings["cost_usd"] == 0.15
+    assert len(fal_server.submits_for("fal-ai/fashn/tryon/v1.6")) == 2
+    refused = http.post("/api/images/generate", json={"apiKey": OUTFIT_KEY, "userImage": person_b64, "garments": garment_b64,
+                                                      "model": "fal-ai/fashn/tryon/v1.6", "resolution": "4K"})
+    assert refused.status_code == 400 and refused.json()["code"] == "model_cannot"
+    assert "cannot make a 4K result" in refused.json()["error"]
+
+
 def test_a_job_with_variants_reports_every_picture(http, fal_server, person_b64, garment_b64):
     submitted = http.post("/api/jobs/submit", json={"apiKey": OUTFIT_KEY, "userImage": person_b64, "garments": garment_b64,
                                                     "categories": ["top", "bottom"], "numImages": 3}).json()

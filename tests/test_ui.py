@@ -202,14 +202,15 @@ def test_photo_input_renders_as_a_stock_image_and_passes_paths_through(tmp_path)
     assert component.preprocess(SimpleNamespace(url="data:image/png;base64,AAAA", path=None)) == "data:image/png;base64,AAAA"
 
 
-def test_named_api_is_exactly_the_documented_five(service):
+def test_named_api_is_exactly_the_documented_six(service):
     demo = build_demo(service)
     public = {d["api_name"]: d for d in demo.config["dependencies"] if d.get("api_visibility") == "public"}
-    assert set(public) == {"try_on", "try_on_variants", "upload", "submit_job", "job_status"}
+    assert set(public) == {"try_on", "try_on_variants", "upload", "submit_job", "job_status", "compare"}
     # The original parameters first, in their order; the outfit options after them (all optional).
     for name in ("try_on", "try_on_variants", "submit_job"):
-        # person, garments, then categories, descriptions, order, num_images, aspect_ratio, resolution
-        assert len(public[name]["inputs"]) == 1 + GARMENT_SLOTS + 2 * GARMENT_SLOTS + 4
+        # person, garments, then categories, descriptions, order, num_images, aspect_ratio, resolution, model
+        assert len(public[name]["inputs"]) == 1 + GARMENT_SLOTS + 2 * GARMENT_SLOTS + 5
+    assert len(public["compare"]["inputs"]) == 1 + GARMENT_SLOTS + 2 * GARMENT_SLOTS + 6  # ... model, other_model
     assert len(public["try_on"]["outputs"]) == 2 and len(public["try_on_variants"]["outputs"]) == 2
     assert len(public["submit_job"]["outputs"]) == 1
     assert len(public["job_status"]["inputs"]) == 1 and len(public["job_status"]["outputs"]) == 1

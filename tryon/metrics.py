@@ -297,11 +297,45 @@ class Metrics:
             "spend_complete": len(priced) == len(by_provider),  # False: some calls have no known price
             "by_mode": by_mode,
             "by_provider": by_provider,
+            **self._spend(ok_events),
             "series": [
                 {"ts": int(e["ts"]), "mode": e.get("mode"), "total_ms": float(e["total_ms"])}
                 for e in events[-500:] if e.get("outcome") == "ok" and e.get("total_ms")
             ],
         }
+
+    @staticmethod
+    def _spend(ok_events: list[dict[str, Any]]) -> dict[str, Any]:
+        """Estimated spend of successful looks per model, per mode and per UTC day (list prices,
+        tryon.models; the offline preview's looks are $0). usd None: some call had no known price."""
+        by_model: dict[str, dict[str, Any]] = {}
+        by_mode: dict[str, dict[str, Any]] = {}
+        by_day: dict[str, dict[str, Any]] = {}
+
+        def add(table: dict[str, dict[str, Any]], key: str, calls: int, usd: float | None) -> None:
+            row = table.setdefault(key, {"looks": 0, "calls": 0, "usd": 0.0})
+            row["looks"] += 1
+            row["calls"] += calls
+            row["usd"] = None if usd is None or row["usd"] is None else round(row["usd"] + usd, 6)
+
+        for e in ok_events:
+            try:
+                models = json.loads(e.get("models") or "{}")
+            except ValueError:
+                models = {}
+            if not isinstance(models, dict) or not models:
+                continue  # an event from before the catalogue
+            total: float | None = 0.0
+            calls = 0
+            for name, mine in models.items():
+                add(by_model, name, int(mine.get("calls") or 0), mine.get("usd"))
+                calls += int(mine.get("calls") or 0)
+                total = None if mine.get("usd") is None or total is None else total + float(mine["usd"])
+            add(by_mode, e.get("mode", "?"), calls, total)
+            day = datetime.fromtimestamp(int(e["ts"]) / 1000, tz=timezone.utc).strftime("%Y-%m-%d")
+            add(by_day, day, calls, total)
+        return {"spend_by_model": dict(sorted(by_model.items())), "spend_by_mode": dict(sorted(by_mode.items())),
+                "spend_by_day": dict(sorted(by_day.items()))}
 
     @staticmethod
     def _by_provider(ok_events: list[dict[str, Any]]) -> dict[str, Any]:

@@ -161,9 +161,10 @@ def _kolors(model: Model, call: Call) -> dict[str, Any]:
     return {"human_image_url": call.person, "garment_image_url": call.garments[0]}
 
 
-# seedream's image_size is pixels: our ratio at the long side of the resolution asked for
-# (its published limits: each side 1920..4096 for v4.5, so "1K" is not on offer).
+# seedream's image_size is pixels, each side 1920..4096 (its page, read 2026-11-30): our ratio at
+# the long side of the resolution asked for, grown until the short side is 1920.
 SEEDREAM_LONG_SIDE = {"2K": 2560, "4K": 4096}
+SEEDREAM_MIN, SEEDREAM_MAX = 1920, 4096
 
 
 def _seedream(model: Model, call: Call) -> dict[str, Any]:
@@ -171,9 +172,13 @@ def _seedream(model: Model, call: Call) -> dict[str, Any]:
         size: Any = f"auto_{call.resolution}"
     else:
         a, b = (int(x) for x in call.aspect_ratio.split(":"))
-        long_side = SEEDREAM_LONG_SIDE[call.resolution]
-        width, height = (long_side, round(long_side * b / a)) if a >= b else (round(long_side * a / b), long_side)
-        size = {"width": max(1920, width), "height": max(1920, height)} if min(width, height) < 1920 else {"width": width, "height": height}
+        wide = a >= b
+        ratio = max(a, b) / min(a, b)
+        long_side = SEEDREAM_LONG_SIDE.get(call.resolution, SEEDREAM_LONG_SIDE["2K"])
+        short_side = round(long_side / ratio)
+        if short_side < SEEDREAM_MIN:
+            short_side, long_side = SEEDREAM_MIN, min(SEEDREAM_MAX, round(SEEDREAM_MIN * ratio))
+        size = {"width": long_side, "height": short_side} if wide else {"width": short_side, "height": long_side}
     return {"prompt": call.prompt, "image_urls": [call.person, *call.garments], "image_size": size,
             "num_images": call.num_images, "max_images": 1, "seed": call.seed, "enable_safety_checker": True}
 
@@ -195,7 +200,7 @@ MODELS: dict[str, Model] = {m.id: m for m in (
         {"en": "Best quality and text on clothes; layers several garments in one call; strict with face and outfit swaps.",
          "es": "La mejor calidad y texto en la ropa; combina varias prendas en una llamada; estricto con cambios de cara y ropa."},
         {"1K": 0.15, "2K": 0.15, "4K": 0.30},
-        "fal.ai/models/fal-ai/nano-banana-pro/edit, Pricing (read 2026-11-30): $0.15 per image; 4K at twice the rate",
+        "fal.ai/models/fal-ai/nano-banana-pro/edit, Pricing: $0.15 per image; 4K at twice the rate (read 2026-11-30)",
         takes_seed=True,
         schema_source="fal.ai/models/fal-ai/nano-banana-pro/edit/api (OpenAPI, 2026-06-18)",
     ),
@@ -204,38 +209,39 @@ MODELS: dict[str, Model] = {m.id: m for m in (
         {"en": "Nearly Pro quality, faster and about half the price; several garments in one call.",
          "es": "Calidad casi Pro, más rápido y a mitad de precio; varias prendas en una llamada."},
         {"1K": 0.08, "2K": 0.12, "4K": 0.16},
-        "fal.ai/models/fal-ai/nano-banana-2/edit, Pricing (read 2026-11-30): $0.08 per 1K image; 2K 1.5×, 4K 2×",
+        "fal.ai/models/fal-ai/nano-banana-2/edit/llms.txt: $0.08 per 1K image; 2K 1.5×, 4K 2× (read 2026-11-30)",
         takes_seed=True,
-        schema_source="fal.ai/models/fal-ai/nano-banana-2/edit/api (OpenAPI)",
+        schema_source="fal-js libs/client/src/types/endpoints.ts (381105e, 2026-08-02); prompt 3..50000 from FAL's OpenAPI",
     ),
     Model(
         "fal-ai/fashn/tryon/v1.6", "fal", "FASHN Try-On v1.6", TRYON,
         {"en": "A dedicated try-on model: keeps the face and body, rarely refuses; tops, bottoms and one-pieces, one per call.",
          "es": "Un modelo de prueba virtual: conserva cara y cuerpo, casi nunca se niega; partes de arriba, de abajo y piezas enteras, una por llamada."},
         {"*": 0.075},
-        "fal.ai/models/fal-ai/fashn/tryon/v1.6, Pricing (read 2026-11-30): $0.075 per generated image",
+        "fal.ai/models/fal-ai/fashn/tryon/v1.6/llms.txt: $0.075 per generation, each sample counted (read 2026-11-30)",
         reads_prompt=False, garments_per_call=1, max_results=4, aspect_ratios=("auto",), resolutions=("1K",),
         takes_seed=True, categories=FASHN_CATEGORIES,
-        schema_source="fal.ai/models/fal-ai/fashn/tryon/v1.6/api (OpenAPI)",
+        schema_source="fal-js libs/client/src/types/endpoints.ts (381105e, 2026-08-02); num_samples 1..4 from its llms.txt",
     ),
     Model(
         "fal-ai/kling/v1-5/kolors-virtual-try-on", "fal", "Kling Kolors Virtual Try-On v1.5", TRYON,
         {"en": "A dedicated try-on model: fast and cheap, one garment and one result per call, no options.",
          "es": "Un modelo de prueba virtual: rápido y barato, una prenda y un resultado por llamada, sin opciones."},
         {"*": 0.07},
-        "fal.ai/models/fal-ai/kling/v1-5/kolors-virtual-try-on, Pricing (read 2026-11-30): $0.07 per image",
+        "fal.ai/models/fal-ai/kling/v1-5/kolors-virtual-try-on/llms.txt: $0.07 per generation (read 2026-11-30)",
         reads_prompt=False, garments_per_call=1, max_results=1, aspect_ratios=("auto",), resolutions=("1K",),
         categories=KOLORS_CATEGORIES,
-        schema_source="fal.ai/models/fal-ai/kling/v1-5/kolors-virtual-try-on/api (OpenAPI)",
+        schema_source="fal-js libs/client/src/types/endpoints.ts (381105e, 2026-08-02): human_image_url, garment_image_url; answers {image}",
     ),
     Model(
         "fal-ai/bytedance/seedream/v4.5/edit", "fal", "Seedream 4.5 Edit (ByteDance)", EDIT,
         {"en": "The cheapest editor, sharp 2K and 4K; several garments in one call; less faithful to the face.",
          "es": "El editor más barato, nítido a 2K y 4K; varias prendas en una llamada; menos fiel a la cara."},
         {"*": 0.04},
-        "fal.ai/models/fal-ai/bytedance/seedream/v4.5/edit, Pricing (read 2026-11-30): $0.04 per image",
-        resolutions=("2K", "4K"), takes_seed=True,
-        schema_source="fal.ai/models/fal-ai/bytedance/seedream/v4.5/edit/api (OpenAPI)",
+        "$0.04 per image: FAL's price for seedream v4.5 (text-to-image page); the edit page gives none (checked 2026-11-30)",
+        resolutions=("2K", "4K"), takes_seed=True, aspect_ratios=tuple(r for r in NANO_RATIOS if r != "21:9"),
+        schema_source="fal.ai/models/fal-ai/bytedance/seedream/v4.5/edit/llms.txt and fal-js endpoints.ts (381105e, 2026-08-02)",
+        notes="Its smallest output is 2K (each side 1920 to 4096 px), so it offers 2K and 4K; 21:9 does not fit those sides.",
     ),
     Model(
         "google/nano-banana", "replicate", "Nano Banana (Google, on Replicate)", EDIT,

@@ -295,6 +295,23 @@ class TryOnService:
             variant_urls=tuple(r for r in refs if r.startswith("https://")),
         )
 
+    def compare(self, person: ImageSource | None, garments: Sequence[ImageSource | None] | None, outfit: Outfit,
+                other_model: str | None) -> list[TryOnResult]:
+        """The same look (sync) on `outfit.model` and on `other_model`, at the same time, with no
+        fallback (each result is its own model's). The photos are prepared and uploaded once: the
+        second run joins the first's uploads. Both are checked before either is paid for."""
+        from dataclasses import replace as copy_with
+
+        other = copy_with(outfit, model=(other_model or "").strip() or None)
+        if other.model is None:
+            raise InvalidRequest("unknown_model", field="model", value="", choices=", ".join(m.id for m in self.offered_models()))
+        for each in (outfit, other):
+            self.choose_models(each, fallback=False)
+        # Threads of its own: the runs use the intake pool themselves, and must not wait on their own slots.
+        with ThreadPoolExecutor(max_workers=2, thread_name_prefix="tryon-compare") as pool:
+            runs = [pool.submit(self.try_on_sync, person, garments, True, each, False) for each in (outfit, other)]
+            return [run.result() for run in runs]
+
     # -- models: which ones this app offers, the one a request runs, what it costs -------------
 
     def offered_models(self) -> list[Model]:

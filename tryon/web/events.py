@@ -4,6 +4,8 @@
                      aspect_ratio, resolution) -> (PNG image, timings dict)
   /try_on_variants  (the same) -> (gallery of every result, timings dict)
   /submit_job       (the same) -> job id;   /job_status (job id) -> status dict
+  /compare          (the same, then other_model) -> (gallery: one result per model, [timings, timings])
+  (every one of them ends with `model`, a catalogue model id; empty: the default)
   /upload           (image) -> reference string
 
 API events answer errors with gr.Error (the client shows them); page events never raise for a
@@ -28,11 +30,11 @@ from PIL import Image
 
 from .. import progress
 from ..errors import InvalidImage, TryOnError, field_label, pick_language
-from ..outfit import CATEGORIES, Outfit
+from ..outfit import ASPECT_RATIOS, CATEGORIES, Outfit
 from ..service import TryOnResult, TryOnService
 from .session_files import session_of
 from .text import category_word, say
-from .views import (before_after, done_text, gallery_paths, look_caption, progress_text, prompts_text,
+from .views import (before_after, compared_caption, cost_short, done_text, estimate_text, model_info, model_label, gallery_paths, look_caption, progress_text, prompts_text,
                     timing_bars, timing_rows)
 
 log = logging.getLogger(__name__)
@@ -73,6 +75,7 @@ Args:
     num_images: number of results, 1 to 4
     aspect_ratio: "same" (as the person photo) or 1:1, 4:5, 3:4, 2:3, 9:16, 5:4, 4:3, 3:2, 16:9, 21:9
     resolution: 1K, 2K or 4K (models that support it)
+    model: optional model id, e.g. fal-ai/fashn/tryon/v1.6 (see the Models list in the docs); empty: the app's default
 """
 
 
@@ -91,7 +94,7 @@ class PageRun:
     Every yield sends all of them; `skip` leaves a component as it is. The order is the
     event's outputs list (page.py builds it from `PageRun.OUTPUTS`)."""
 
-    OUTPUTS = ("status", "run", "result", "compare_toggle", "compare", "variants", "table", "chart", "record",
+    OUTPUTS = ("status", "run", "result", "compare_toggle", "compare", "compared", "variants", "table", "chart", "record",
                "prompts", "history", "job_id", "selected_look", "look_actions", *(f"note_{f}" for f in FIELDS))
 
     def __init__(self, lang: str):
@@ -135,26 +138,49 @@ class Handlers:
     def try_on(self, person, garment_1, garment_2=None, garment_3=None, garment_4=None,
                category_1="auto", category_2="auto", category_3="auto", category_4="auto",
                description_1=None, description_2=None, description_3=None, description_4=None,
-               order=None, num_images=1, aspect_ratio="same", resolution="1K", request: gr.Request = None):
+               order=None, num_images=1, aspect_ratio="same", resolution="1K", model=None, request: gr.Request = None):
         result = self._api_try_on(request, person, [garment_1, garment_2, garment_3, garment_4],
                                   [category_1, category_2, category_3, category_4],
-                                  [description_1, description_2, description_3, description_4], order, num_images, aspect_ratio, resolution)
+                                  [description_1, description_2, description_3, description_4], order, num_images, aspect_ratio,
+                                  resolution, model)
         return result.to_pil(), result.timings
 
     @documented("Like try_on, but returns every result (num_images of them) as a gallery, and the timings.")
     def try_on_variants(self, person, garment_1, garment_2=None, garment_3=None, garment_4=None,
                         category_1="auto", category_2="auto", category_3="auto", category_4="auto",
                         description_1=None, description_2=None, description_3=None, description_4=None,
-                        order=None, num_images=1, aspect_ratio="same", resolution="1K", request: gr.Request = None):
+                        order=None, num_images=1, aspect_ratio="same", resolution="1K", model=None, request: gr.Request = None):
         result = self._api_try_on(request, person, [garment_1, garment_2, garment_3, garment_4],
                                   [category_1, category_2, category_3, category_4],
-                                  [description_1, description_2, description_3, description_4], order, num_images, aspect_ratio, resolution)
+                                  [description_1, description_2, description_3, description_4], order, num_images, aspect_ratio,
+                                  resolution, model)
         return pictures_of(result), result.timings
 
-    def _api_try_on(self, request, person, garments, categories, descriptions, order, num_images, aspect_ratio, resolution) -> TryOnResult:
+    @documented("Run the same look (sync) on two models side by side: model (empty: the default) and other_model. "
+                "Returns a gallery with one result per model, captioned with its model, time and cost, and both timing "
+                "records. No fallback model steps in: each result is its own model's.")
+    def compare(self, person, garment_1, garment_2=None, garment_3=None, garment_4=None,
+                category_1="auto", category_2="auto", category_3="auto", category_4="auto",
+                description_1=None, description_2=None, description_3=None, description_4=None,
+                order=None, num_images=1, aspect_ratio="same", resolution="1K", model=None, other_model=None,
+                request: gr.Request = None):
         lang = language(request)
         try:
-            outfit = Outfit.parse(categories, descriptions, order, num_images, aspect_ratio, resolution)
+            outfit = Outfit.parse([category_1, category_2, category_3, category_4],
+                                  [description_1, description_2, description_3, description_4],
+                                  order, num_images, aspect_ratio, resolution, model)
+            results = self.service.compare(person, [garment_1, garment_2, garment_3, garment_4], outfit, other_model)
+        except TryOnError as error:
+            raise shown_error(error.message(lang)) from None
+        except Exception:
+            raise shown_error(internal_error(lang, "compare")) from None
+        return [(r.to_pil(), compared_caption(r.timings, lang)) for r in results], [r.timings for r in results]
+
+    def _api_try_on(self, request, person, garments, categories, descriptions, order, num_images, aspect_ratio, resolution,
+                    model=None) -> TryOnResult:
+        lang = language(request)
+        try:
+            outfit = Outfit.parse(categories, descriptions, order, num_images, aspect_ratio, resolution, model)
             return self.service.try_on_sync(person, garments, outfit=outfit)
         except TryOnError as error:
             raise shown_error(error.message(lang)) from None
@@ -177,11 +203,11 @@ class Handlers:
     def submit_job(self, person, garment_1, garment_2=None, garment_3=None, garment_4=None,
                    category_1="auto", category_2="auto", category_3="auto", category_4="auto",
                    description_1=None, description_2=None, description_3=None, description_4=None,
-                   order=None, num_images=1, aspect_ratio="same", resolution="1K", request: gr.Request = None):
+                   order=None, num_images=1, aspect_ratio="same", resolution="1K", model=None, request: gr.Request = None):
         try:
             outfit = Outfit.parse([category_1, category_2, category_3, category_4],
                                   [description_1, description_2, description_3, description_4],
-                                  order, num_images, aspect_ratio, resolution)
+                                  order, num_images, aspect_ratio, resolution, model)
             return self.service.submit_job(person, [garment_1, garment_2, garment_3, garment_4], outfit=outfit).job_id
         except TryOnError as error:
             raise shown_error(error.message(language(request))) from None
@@ -303,21 +329,26 @@ class Handlers:
     # -- one look, from the press of the button to its picture --------------------------------
 
     def run_look(self, mode, person, g1, g2, g3, g4, c1, c2, c3, c4, d1, d2, d3, d4, order, num_images, aspect_ratio,
-                 resolution, request: gr.Request = None) -> Iterator[tuple]:
+                 resolution, model=None, compare_with=None, request: gr.Request = None) -> Iterator[tuple]:
         """Try on (sync, one model call per garment) or start a job (async) and watch it: the status
-        line says each step as it happens; the result, table and chart are this run's only."""
+        line says each step as it happens; the result, table and chart are this run's only. With a
+        second model in "Compare with", the look runs on both (sync) and both are shown side by side."""
         lang = language(request)
         page = PageRun(lang)
         garments = [g1, g2, g3, g4]
         settings = {"categories": [c1, c2, c3, c4], "descriptions": [d1, d2, d3, d4], "order": list(order or []),
-                    "num_images": num_images, "aspect_ratio": aspect_ratio, "resolution": resolution}
+                    "num_images": num_images, "aspect_ratio": aspect_ratio, "resolution": resolution, "model": model}
         # Nothing from the last run stays on screen while this one is being made.
         cleared = dict(result=None, compare=gr.update(value=None, visible=False), compare_toggle=gr.update(value=False, visible=False),
+                       compared=gr.update(value=None, visible=False),
                        variants=gr.update(value=None, visible=False), table=gr.update(visible=False), chart=gr.update(visible=False),
                        record=None, prompts="", **{f"note_{f}": note_update(None) for f in FIELDS})
         yield page.busy(say("progress_starting", lang), **cleared)
         try:
-            outfit = Outfit.parse(settings["categories"], settings["descriptions"], order, num_images, aspect_ratio, resolution)
+            outfit = Outfit.parse(settings["categories"], settings["descriptions"], order, num_images, aspect_ratio, resolution, model)
+            if compare_with:
+                yield from self._compare(request, page, person, garments, settings, outfit, compare_with)
+                return
             if mode == "async":
                 job_id = self.service.submit_job(person, garments, outfit=outfit).job_id
                 yield page.busy(say("job_queued_now", lang), job_id=gr.update(value=job_id, visible=True))
@@ -339,6 +370,60 @@ class Handlers:
             yield self._failed(page, error)
         except Exception:  # our bug: the visitor gets a request id to quote, the log the traceback
             yield page.idle(internal_error(lang, "page run"), "error")
+
+    def _compare(self, request, page: PageRun, person, garments, settings, outfit: Outfit, other: str) -> Iterator[tuple]:
+        """The same look on two models at once; both results side by side, each kept in the history."""
+        lang = page.lang
+        yield page.busy(say("comparing", lang))
+        results = yield from self._in_background(lambda: self.service.compare(person, garments, outfit, other), page)
+        history = None
+        for result in results:
+            history = self._remember(request, person, garments, {**settings, "model": result.timings.get("model")},
+                                     pictures_of(result), result.timings)
+        first = results[0]
+        side_by_side = [(r.to_pil(), compared_caption(r.timings, lang)) for r in results]
+        captions = [compared_caption(r.timings, lang) for r in results]
+        yield page.idle(say("compare_done", lang, a=captions[0], b=captions[1]),
+                        **self._shown(person, pictures_of(first), first.timings, lang),
+                        compared=gr.update(value=side_by_side, visible=True), history=history,
+                        selected_look=None, look_actions=gr.update(visible=False))
+
+    # -- the model picker and the cost before the run -------------------------------------------
+
+    def model_options(self, model_id, resolution, aspect_ratio, num_images, request: gr.Request = None):
+        """Only what the chosen model can make is offered; a value it cannot take moves to one it can."""
+        lang = language(request)
+        try:
+            model = self.service.model(model_id)
+        except TryOnError:
+            model = None
+        if model is None:
+            return (gr.skip(),) * (3 + GARMENT_SLOTS)
+        sizes = list(model.resolutions)
+        ratios = [r for r in ASPECT_RATIOS if ("auto" if r == "same" else r) in model.aspect_ratios]
+        count = min(int(num_images or 1), model.max_results)
+        return (gr.update(choices=sizes, value=resolution if resolution in sizes else sizes[0]),
+                gr.update(choices=[(say("aspect_same", lang) if r == "same" else r, r) for r in ratios],
+                          value=aspect_ratio if aspect_ratio in ratios else "same"),
+                gr.update(maximum=model.max_results, value=count, interactive=model.max_results > 1),
+                *(gr.update(visible=model.reads_prompt) for _ in range(GARMENT_SLOTS)))
+
+    def cost_view(self, model_id, mode, compare_with, num_images, resolution, g1, g2, g3, g4, request: gr.Request = None):
+        """The model's line (what it is good at, its price) and what this look will cost."""
+        lang = language(request)
+        garments = sum(1 for g in (g1, g2, g3, g4) if g)
+        try:
+            outfit = Outfit.parse(num_images=num_images, resolution=resolution, model=model_id)
+            model = self.service.model(outfit.model)
+            sync = self.service.estimate(outfit, garments, "sync")
+            compared = None
+            if compare_with:
+                compared = self.service.estimate(Outfit.parse(num_images=num_images, resolution=resolution, model=compare_with),
+                                                 garments, "sync")
+            ran_async = self.service.estimate(outfit, garments, "async") if self.service.queue is not None else None
+        except TryOnError as error:
+            return gr.skip(), error.message(lang)
+        return model_info(model, lang), estimate_text(sync, ran_async, garments, lang, compared)
 
     def check_job(self, job_id, request: gr.Request = None) -> Iterator[tuple]:
         """"Check a job" in Advanced: watch a job by its id (from this page or a script) until it is done."""
@@ -508,7 +593,9 @@ class Handlers:
     def _made_by(self, look: dict[str, Any], lang: str) -> str:
         timings = look.get("timings") or {}
         if timings.get("offline_preview"):
-            return say("made_by_preview", lang)
+            return say("made_by_preview", lang) + (f" · {model_label(timings['model'])}" if timings.get("model") else "")
+        if timings.get("model"):
+            return f"{model_label(timings['model'])} · {cost_short(timings, lang)}"
         return self.service.label_of(timings.get("provider"))
 
     def restore(self, selected: gr.SelectData, request: gr.Request = None):
@@ -526,7 +613,8 @@ class Handlers:
         inputs, settings = look["inputs"], look["settings"]
         garments = [inputs.get(f"garment_{n}") for n in range(1, GARMENT_SLOTS + 1)]
         restored = (inputs.get("person"), *garments, *settings["categories"], *settings["descriptions"], settings["order"],
-                    settings["num_images"], settings["aspect_ratio"], settings["resolution"])
+                    settings["num_images"], settings["aspect_ratio"], settings["resolution"],
+                    settings.get("model") or look["timings"].get("model") or gr.skip())
         pictures = [Image.open(path) for path in look["results"]]
         shown = self._shown(inputs.get("person"), pictures, look["timings"], lang)
         when = time.strftime("%H:%M:%S", time.localtime(look["created_at"] / 1000))

@@ -169,6 +169,25 @@ def provider_table(summary: dict[str, Any], lang: str = "en") -> list[str]:
                    say("metrics_provider_caption", lang))
 
 
+def spend_tables(summary: dict[str, Any], lang: str = "en") -> list[str]:
+    """Estimated spend per model, per mode and per day: one row each (model names wrap at spaces)."""
+    from .views import model_label  # the catalogue's names ("FASHN Try-On v1.6")
+
+    parts = {"spend_by_model": model_label, "spend_by_mode": lambda key: mode_label(key, lang), "spend_by_day": lambda key: key}
+    lines: list[str] = []
+    for field, name in parts.items():
+        table = summary.get(field) or {}
+        if not table:
+            continue
+        head = [say(field, lang), say("spend_col_looks", lang), say("spend_col_calls", lang), say("spend_col_usd", lang)]
+        lines += ["", f"**{say('spend_title', lang)}: {say(field, lang).lower()}**", "",
+                  "| " + " | ".join(head) + " |", "|---|---:|---:|---:|"]
+        lines += [f"| {name(key)} | {row['looks']} | {row['calls']} | {money(row['usd'], lang)} |" for key, row in table.items()]
+    if lines:
+        lines += ["", f"*{say('spend_caption', lang)}*"]
+    return lines
+
+
 def health_lines(health: list[dict[str, Any]], lang: str = "en") -> list[str]:
     """Each chain member's circuit breaker, in failover order (nothing for a single provider)."""
     if not health:
@@ -190,6 +209,7 @@ def metrics_page(summary: dict[str, Any], health: list[dict[str, Any]], lang: st
         lines += ["", *mode_table(summary, lang)]
     if summary.get("by_provider"):
         lines += ["", *provider_table(summary, lang)]
+    lines += spend_tables(summary, lang)
     errors = summary.get("errors") or {}
     for wanted, title in (("failure", "metrics_failures_list"), ("user_error", "metrics_user_list")):
         reasons = _reasons(errors, wanted, lang)

@@ -32,6 +32,8 @@ CSS = """
 .slot-note { color: var(--error-text-color, #b91c1c); font-size: .9em; }
 .slot:has(.slot-bad) { outline: 3px solid #dc2626; outline-offset: 2px; border-radius: 10px; }
 #run-hint { font-size: .9em; opacity: .85; }
+#cost-estimate { font-size: .9em; }
+#model-info { font-size: .85em; opacity: .85; margin-top: -6px; }
 #preview-pill { flex: 0 1 auto; width: auto; min-width: 0; }
 #preview-pill p { display: inline-block; margin: 0; padding: 4px 12px; border-radius: 999px;
                   background: #fef3c7; color: #78350f; font-size: .9em; }
@@ -130,6 +132,9 @@ def build_demo(service: TryOnService, redis_description: str | None = None) -> T
 
     # delete_cache: gradio removes uploads and results older than a day, checked hourly (photos of people).
     # The tab's title is the one text that cannot follow the browser's language: the name alone.
+    offered = service.offered_models()
+    model_choices = [(m.label, m.id) for m in offered]
+    default_model = offered[0].id if offered else None
     with TryOnBlocks(title="tryon", delete_cache=(3600, 86400)) as demo:
         with gr.Row(elem_id="header"):
             gr.Markdown(I18N("title"), elem_id="title")
@@ -163,9 +168,14 @@ def build_demo(service: TryOnService, redis_description: str | None = None) -> T
                                                                   show_label=False, container=False, elem_id=f"category_{slot}"))
                                     note(f"garment_{slot}")
                         order_view = gr.Markdown(I18N("order_empty"), elem_id="layer-order")
+                        # allow_custom_value: an id the API names reaches the service, whose error lists the models.
+                        model = gr.Dropdown(model_choices, value=default_model, label=I18N("model"), allow_custom_value=True,
+                                            visible=bool(offered), elem_id="model")
+                        model_info = gr.Markdown(elem_id="model-info", visible=bool(offered))
                         with gr.Group(elem_id="run-bar"):
                             run = gr.Button(I18N("try_on"), variant="primary", interactive=False, elem_id="try-on")
                             hint = gr.Markdown(I18N("need_both"), elem_id="run-hint")
+                            estimate = gr.Markdown(elem_id="cost-estimate", visible=bool(offered))
                         with gr.Accordion(I18N("advanced"), open=False, elem_id="advanced"):
                             mode = gr.Radio([(I18N("mode_sync"), "sync"), (I18N("mode_async"), "async")], value="sync", label=I18N("mode"),
                                             info=I18N("mode_info"), interactive=service.queue is not None, elem_id="mode")
@@ -181,6 +191,9 @@ def build_demo(service: TryOnService, redis_description: str | None = None) -> T
                                                 info=I18N("custom_order_info"), elem_id="order")
                             descriptions = [gr.Textbox(label=I18N(f"description_{slot}"), placeholder=I18N("description_hint"), max_length=120,
                                                        elem_id=f"description_{slot}") for slot in range(1, GARMENT_SLOTS + 1)]
+                            compare_with = gr.Dropdown([(I18N("compare_none"), "")] + model_choices, value="", label=I18N("compare_with"),
+                                                       info=I18N("compare_with_info"), allow_custom_value=True, visible=len(offered) > 1,
+                                                       elem_id="compare-with")
                             with gr.Row():
                                 check_id = gr.Textbox(label=I18N("check_job"), placeholder=I18N("check_job_id"), scale=4, elem_id="check-job-id")
                                 check = gr.Button(I18N("check"), scale=1, elem_id="check-job-button")
@@ -192,6 +205,8 @@ def build_demo(service: TryOnService, redis_description: str | None = None) -> T
                         compare = gr.ImageSlider(label=I18N("before_after"), type="pil", interactive=False, visible=False, height=460,
                                                  elem_id="compare")
                         compare_toggle = gr.Checkbox(label=I18N("before_after"), value=False, visible=False, elem_id="compare-toggle")
+                        compared = gr.Gallery(label=I18N("compare_with"), type="filepath", format="png", columns=2, height=420, visible=False,
+                                              allow_preview=True, interactive=False, object_fit="contain", elem_id="models-compared")
                         variants = gr.Gallery(label=I18N("variants"), type="filepath", format="png", columns=4, height=140, visible=False,
                                               allow_preview=False, interactive=False, object_fit="contain", elem_id="variants",
                                               fit_columns=False)
@@ -233,24 +248,30 @@ def build_demo(service: TryOnService, redis_description: str | None = None) -> T
             else:
                 n = int(field.rsplit("_", 1)[1])
                 slot.change(handlers.check_slot(field), [slot, categories[n - 1]], [notes[field], status, categories[n - 1]], **private)
-        outfit_inputs = [*categories, *descriptions, order, num_images, aspect_ratio, resolution]
+        outfit_inputs = [*categories, *descriptions, order, num_images, aspect_ratio, resolution, model]
         inputs = [person, *garments, *outfit_inputs]
         gr.on([s.change for s in slots] + [c.change for c in categories] + [d.change for d in descriptions] + [order.change],
               handlers.readiness, [person, *garments, *categories, *descriptions, order], [run, hint, order_view, order], **private)
         by_name = {"status": status, "run": run, "result": result, "compare_toggle": compare_toggle, "compare": compare,
                    "variants": variants, "table": table, "chart": chart, "record": record, "prompts": prompts, "history": history,
-                   "job_id": job_id, "selected_look": selected_look, "look_actions": look_actions,
+                   "job_id": job_id, "selected_look": selected_look, "look_actions": look_actions, "compared": compared,
                    **{f"note_{f}": notes[f] for f in FIELDS}}
         run_outputs = [by_name[name] for name in PageRun.OUTPUTS]
         # "Try on" and "Try again" (on a look picked from the history) run the same event.
         # When the run ends, the focus goes to the status line (the button was disabled under it).
-        gr.on([run.click, again.click], handlers.run_look, [mode, *inputs], run_outputs, **private).then(
+        gr.on([run.click, again.click], handlers.run_look, [mode, *inputs, compare_with], run_outputs, **private).then(
             None, js=FOCUS_STATUS_JS, **private)
         gr.on([run.click, again.click], None, None, None, js=SCROLL_TO_RESULT_JS, **private)
         check.click(handlers.check_job, check_id, run_outputs, **private)
         variants.select(handlers.choose_variant, [person, variants], [result, compare], **private)
         compare_toggle.change(handlers.toggle_compare, compare_toggle, [result, compare], **private)
         mode.change(handlers.switch_mode, mode, job_id, **private)
+        # The model decides which options exist; the estimate follows everything that changes the bill.
+        model.change(handlers.model_options, [model, resolution, aspect_ratio, num_images],
+                     [resolution, aspect_ratio, num_images, *descriptions], **private)
+        gr.on([model.change, mode.change, compare_with.change, num_images.change, resolution.change, demo.load]
+              + [g.change for g in garments],
+              handlers.cost_view, [model, mode, compare_with, num_images, resolution, *garments], [model_info, estimate], **private)
         people_gallery.select(handlers.pick_person([p for p, _ in people]), None, person, **private)
         garment_gallery.select(handlers.pick_garment([g for g, _ in garment_examples]), garments, [*garments, *categories, hint], **private)
         # A look brought back is shown in the result column: go there (the history is at the page's foot).
@@ -268,6 +289,9 @@ def build_demo(service: TryOnService, redis_description: str | None = None) -> T
         gr.Button(visible=False).click(handlers.try_on_variants, inputs, [api_gallery, api_record], api_name="try_on_variants")
         gr.Button(visible=False).click(handlers.try_on, inputs, [gr.Image(visible=False, format="png"), api_record], api_name="try_on")
         gr.Button(visible=False).click(handlers.submit_job, inputs, gr.Textbox(visible=False), api_name="submit_job")
+        other_model = gr.Textbox(visible=False)
+        gr.Button(visible=False).click(handlers.compare, [*inputs, other_model], [gr.Gallery(visible=False, format="png"), gr.JSON(visible=False)],
+                                       api_name="compare")
         status_in, status_out = gr.Textbox(visible=False), gr.JSON(visible=False)
         gr.Button(visible=False).click(handlers.job_status, status_in, status_out, api_name="job_status")
         # /upload for scripts that pre-upload once and reuse the reference (the seed's /api/images/upload).

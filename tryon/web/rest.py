@@ -52,9 +52,11 @@ class GenerateRequest(BaseModel):
     numImages: int = Field(1, description="Number of results, 1 to 4 (resultImages).")
     aspectRatio: str = Field("same", description="'same' (as the person photo) or 1:1, 4:5, 3:4, 2:3, 9:16, 5:4, 4:3, 3:2, 16:9, 21:9.")
     resolution: str = Field("1K", description="1K, 2K or 4K (models that support it).")
+    model: str | None = Field(None, description="A model id from GET /api/models, e.g. 'fal-ai/fashn/tryon/v1.6'. Default: the app's.")
 
     def outfit(self) -> Outfit:
-        return Outfit.parse(self.categories, self.descriptions, self.order, self.numImages, self.aspectRatio, self.resolution)
+        return Outfit.parse(self.categories, self.descriptions, self.order, self.numImages, self.aspectRatio, self.resolution,
+                            self.model)
 
 
 class UploadRequest(BaseModel):
@@ -265,6 +267,16 @@ def build_router(service: TryOnService, settings: Settings) -> APIRouter:
             return summary
         except TryOnError as error:
             return error_response(error, request)
+
+    @router.get("/models", summary="The models a request may name, the default first, with their prices and options")
+    def models(request: Request, apiKey: str | None = None) -> dict[str, Any]:
+        try:
+            admit(request, apiKey or request.headers.get("x-api-key"))
+        except TryOnError as error:
+            return error_response(error, request)
+        offered = service.offered_models()
+        return {"default": offered[0].id if offered else None, "offline_preview": service.provider.is_preview,
+                "fallbacks": list(settings.fal_fallback_models), "models": [m.public() for m in offered]}
 
     # Last: any other /api path answers in the seed's shape too (not gradio's {"detail": ...} 404).
     @router.api_route("/{path:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"],

@@ -488,6 +488,94 @@ PAGE_STRINGS: dict[str, dict[str, str]] = {
 for _lang, _words in PAGE_STRINGS.items():
     STRINGS[_lang].update(_words)
 
+# The model catalogue on the page (issue 16): the picker, the cost before and after, comparing two models.
+MODEL_STRINGS: dict[str, dict[str, str]] = {
+    "en": {
+        "model": "Model",
+        "compare_with": "Compare with another model",
+        "compare_with_info": "Runs the same look on both, side by side (sync; each result is its own model's).",
+        "compare_none": "No comparison",
+        "model_info": "{good_at} {price}",
+        "price_per_image": "{usd} per image.",
+        "price_per_image_by_size": "{usd} per image ({sizes}).",
+        "price_unknown": "Price unknown.",
+        "estimate_sync": "≈ {usd}: {garments} × 1 call each in sync",
+        "estimate_sync_one": "≈ {usd}: 1 call in sync",
+        "estimate_async_one": "{usd} as one async call",
+        "estimate_async_chain": "{usd} in async ({calls} calls: this model takes one garment per call)",
+        "estimate_results": " ({images} images)",
+        "estimate_preview": " — here $0: this is the offline preview, not the model.",
+        "estimate_compare": "≈ {usd} for both models.",
+        "estimate_unknown": "Cost unknown for this model.",
+        "estimate_need_garment": "Add a garment to see what the look costs.",
+        "garments_word": "{count} garments",
+        "garment_word": "1 garment",
+        "row_model": "Model",
+        "row_cost": "Cost",
+        "detail_cost": "{usd} at list price",
+        "detail_cost_preview": "$0 (offline preview; {usd} with the model)",
+        "detail_cost_unknown": "unknown price",
+        "row_passed_over": "Passed over {model}",
+        "status_done_model": "Done in {seconds} s with {model} · {cost}.",
+        "status_fallback": "{model} refused this look; {used} made it.",
+        "comparing": "Running the look on both models…",
+        "compare_done": "Both models are done: {a} and {b}.",
+        "compared_caption": "{model} · {seconds} s · {cost}",
+        "compared_caption_preview": "{model} · {seconds} s · offline preview ($0)",
+        "spend_title": "Spend",
+        "spend_caption": "Estimated from list prices (tryon/models.py), successful looks, last 24 h.",
+        "spend_by_model": "By model",
+        "spend_by_mode": "By mode",
+        "spend_by_day": "By day (UTC)",
+        "spend_col_looks": "Looks",
+        "spend_col_calls": "Calls",
+        "spend_col_usd": "US$",
+    },
+    "es": {
+        "model": "Modelo",
+        "compare_with": "Comparar con otro modelo",
+        "compare_with_info": "Hace el mismo look con los dos, uno al lado del otro (síncrono; cada resultado es de su modelo).",
+        "compare_none": "Sin comparación",
+        "model_info": "{good_at} {price}",
+        "price_per_image": "{usd} por imagen.",
+        "price_per_image_by_size": "{usd} por imagen ({sizes}).",
+        "price_unknown": "Precio desconocido.",
+        "estimate_sync": "≈ {usd}: {garments} × 1 llamada cada una en síncrono",
+        "estimate_sync_one": "≈ {usd}: 1 llamada en síncrono",
+        "estimate_async_one": "{usd} como una llamada asíncrona",
+        "estimate_async_chain": "{usd} en asíncrono ({calls} llamadas: este modelo toma una prenda por llamada)",
+        "estimate_results": " ({images} imágenes)",
+        "estimate_preview": " — aquí 0 $: es la vista previa sin conexión, no el modelo.",
+        "estimate_compare": "≈ {usd} por los dos modelos.",
+        "estimate_unknown": "Coste desconocido para este modelo.",
+        "estimate_need_garment": "Añade una prenda para ver lo que cuesta el look.",
+        "garments_word": "{count} prendas",
+        "garment_word": "1 prenda",
+        "row_model": "Modelo",
+        "row_cost": "Coste",
+        "detail_cost": "{usd} a precio de lista",
+        "detail_cost_preview": "0 $ (vista previa sin conexión; {usd} con el modelo)",
+        "detail_cost_unknown": "precio desconocido",
+        "row_passed_over": "Se descartó {model}",
+        "status_done_model": "Hecho en {seconds} s con {model} · {cost}.",
+        "status_fallback": "{model} rechazó este look; lo hizo {used}.",
+        "comparing": "Haciendo el look con los dos modelos…",
+        "compare_done": "Los dos modelos han terminado: {a} y {b}.",
+        "compared_caption": "{model} · {seconds} s · {cost}",
+        "compared_caption_preview": "{model} · {seconds} s · vista previa sin conexión (0 $)",
+        "spend_title": "Gasto",
+        "spend_caption": "Estimado con precios de lista (tryon/models.py), looks con éxito, últimas 24 h.",
+        "spend_by_model": "Por modelo",
+        "spend_by_mode": "Por modo",
+        "spend_by_day": "Por día (UTC)",
+        "spend_col_looks": "Looks",
+        "spend_col_calls": "Llamadas",
+        "spend_col_usd": "US$",
+    },
+}
+for _lang, _words in MODEL_STRINGS.items():
+    STRINGS[_lang].update(_words)
+
 # Garment categories: lower case inside sentences ("Garment 2 (bottom)"), capitalized as menu choices.
 CATEGORY_WORDS = {
     "en": {"auto": "auto", "top": "top", "bottom": "bottom", "dress": "dress", "outerwear": "outerwear",
@@ -517,3 +605,11 @@ def decimal(value: float, digits: int, lang: str = "en") -> str:
     """A number as the language writes it: 0.51 / 0,51."""
     text = f"{value:.{digits}f}"
     return text.replace(".", ",") if lang == "es" else text
+
+
+def dollars(usd: float | None, lang: str = "en") -> str:
+    """US dollars as the language writes them: $0.15 / 0,15 $ (three decimals below a cent)."""
+    if usd is None:
+        return "–"
+    digits = 3 if 0 < usd < 0.01 else 2
+    return f"${decimal(usd, digits, lang)}" if lang != "es" else f"{decimal(usd, digits, lang)} $"

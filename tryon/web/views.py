@@ -13,8 +13,9 @@ from typing import Any
 import pandas as pd
 from PIL import Image
 
+from .. import models as catalogue
 from ..errors import field_label
-from .text import category_word, decimal, say
+from .text import category_word, decimal, dollars, say
 
 
 def gallery_paths(value) -> list[str]:
@@ -68,6 +69,12 @@ def timing_rows(timings: dict[str, Any], lang: str = "en") -> list[list[Any]]:
         rows.append([say("row_call", lang, n=n), timings[f"fal_call_{n}"], " · ".join(x for x in (what, who) if x)])
     if "download_ms" in timings:
         rows.append([say("row_download", lang), timings["download_ms"], ""])
+    for passed in timings.get("model_fallback") or []:
+        rows.append([say("row_passed_over", lang, model=model_label(passed.get("model"))), None, passed.get("reason", "")])
+    if timings.get("model"):
+        rows.append([say("row_model", lang), None, model_label(timings["model"])])
+    if "cost_usd" in timings:
+        rows.append([say("row_cost", lang), None, cost_detail(timings, lang)])
     rows += [
         [say("row_provider_total", lang), timings.get("fal_duration_ms"), ""],
         [say("row_overhead", lang), timings.get("backend_overhead_ms"), say("detail_cold", lang) if timings.get("cold_start") else ""],
@@ -123,12 +130,90 @@ def progress_text(phase: str, facts: dict[str, Any], lang: str, step: dict[str, 
     return f"{applying.rstrip('…')}: {news[0].lower()}{news[1:]}" if applying else news
 
 
+def model_label(model_id: str | None) -> str:
+    """A model's name as people know it ("Nano Banana Pro (Google)"); its id if not in the catalogue."""
+    if not model_id:
+        return "–"
+    return catalogue.MODELS[model_id.partition(":")[0]].label if catalogue.known(model_id) else model_id
+
+
+def cost_detail(timings: dict[str, Any], lang: str) -> str:
+    """What the look cost: "$0.30 at list price", or for the preview "$0 (… $0.30 with the model)"."""
+    if timings.get("offline_preview"):
+        would = (timings.get("estimate") or {}).get("usd")
+        return say("detail_cost_preview", lang, usd=dollars(would, lang))
+    if timings.get("cost_usd") is None:
+        return say("detail_cost_unknown", lang)
+    return say("detail_cost", lang, usd=dollars(timings["cost_usd"], lang))
+
+
+def cost_short(timings: dict[str, Any], lang: str) -> str:
+    if timings.get("offline_preview"):
+        return dollars(0.0, lang)
+    return dollars(timings.get("cost_usd"), lang)
+
+
+def compared_caption(timings: dict[str, Any], lang: str) -> str:
+    """One side of a comparison: "Nano Banana Pro (Google) · 8.1 s · $0.15"."""
+    seconds = decimal((timings.get("total_backend_ms") or 0) / 1000, 1, lang)
+    key = "compared_caption_preview" if timings.get("offline_preview") else "compared_caption"
+    return say(key, lang, model=model_label(timings.get("model")), seconds=seconds, cost=cost_short(timings, lang))
+
+
+def price_text(model: "catalogue.Model", lang: str) -> str:
+    """ "$0.15 per image (4K: $0.30)." from the catalogue's prices."""
+    prices = {size: model.price(size) for size in model.resolutions}
+    known_prices = {k: v for k, v in prices.items() if v is not None}
+    if not known_prices:
+        return say("price_unknown", lang)
+    if len(set(known_prices.values())) == 1:
+        return say("price_per_image", lang, usd=dollars(next(iter(known_prices.values())), lang))
+    sizes = ", ".join(f"{size}: {dollars(usd, lang)}" for size, usd in known_prices.items())
+    return say("price_per_image_by_size", lang, usd=dollars(min(known_prices.values()), lang), sizes=sizes)
+
+
+def model_info(model: "catalogue.Model | None", lang: str) -> str:
+    if model is None:
+        return ""
+    return say("model_info", lang, good_at=model.good_at.get(lang, model.good_at["en"]), price=price_text(model, lang))
+
+
+def estimate_text(sync: dict[str, Any], async_: dict[str, Any] | None, garments: int, lang: str,
+                  compared: dict[str, Any] | None = None) -> str:
+    """Before running: "≈ $0.60: 4 garments × 1 call each in sync; $0.15 as one async call"."""
+    if garments == 0:
+        return say("estimate_need_garment", lang)
+    if sync.get("usd") is None:
+        return say("estimate_unknown", lang)
+    if compared is not None:
+        both = None if compared.get("usd") is None else sync["usd"] + compared["usd"]
+        text = say("estimate_compare", lang, usd=dollars(both, lang))
+        return text + (say("estimate_preview", lang) if sync.get("offline_preview") else "")
+    count = say("garment_word", lang) if garments == 1 else say("garments_word", lang, count=garments)
+    text = (say("estimate_sync_one", lang, usd=dollars(sync["usd"], lang)) if sync["calls"] == 1 else
+            say("estimate_sync", lang, usd=dollars(sync["usd"], lang), garments=count))
+    if sync["images"] > sync["calls"]:
+        text += say("estimate_results", lang, images=sync["images"])
+    if async_ is not None and async_.get("usd") is not None:
+        key = "estimate_async_one" if async_["calls"] == 1 else "estimate_async_chain"
+        text += "; " + say(key, lang, usd=dollars(async_["usd"], lang), calls=async_["calls"])
+    if sync.get("offline_preview"):
+        text += say("estimate_preview", lang)
+    return text
+
+
 def done_text(timings: dict[str, Any], provider_label: str, variants: int, lang: str) -> str:
     seconds = (timings.get("total_backend_ms") or 0) / 1000
     if timings.get("offline_preview"):
         text = say("status_done_preview", lang, seconds=decimal(seconds, 2, lang))
+    elif timings.get("model"):
+        vendor = {"fal": "FAL", "replicate": "Replicate"}.get(str(timings.get("provider")), "")
+        model = " · ".join(x for x in (vendor, model_label(timings["model"])) if x)
+        text = say("status_done_model", lang, seconds=decimal(seconds, 2, lang), model=model, cost=cost_short(timings, lang))
     else:
         text = say("status_done", lang, seconds=decimal(seconds, 2, lang), provider=provider_label)
+    for passed in timings.get("model_fallback") or []:
+        text += " " + say("status_fallback", lang, model=model_label(passed.get("model")), used=model_label(timings.get("model")))
     if variants > 1:
         text += " " + say("variants_hint", lang, count=variants)
     return text
