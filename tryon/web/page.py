@@ -34,6 +34,11 @@ CSS = """
 #run-hint { font-size: .9em; opacity: .85; }
 #cost-estimate { font-size: .9em; }
 #model-info { font-size: .85em; opacity: .85; margin-top: -6px; }
+/* Each side's caption (model · time · cost) under its picture, whole, not over it. */
+#models-compared .caption-label { position: static; white-space: normal; overflow: visible; text-overflow: clip; max-width: 100%;
+  margin: 4px 0 0; font-size: .85em; }
+#models-compared .thumbnail-item { display: flex; flex-direction: column; height: auto; aspect-ratio: auto; }
+#models-compared .thumbnail-item img { max-height: 360px; object-fit: contain; }
 #preview-pill { flex: 0 1 auto; width: auto; min-width: 0; }
 #preview-pill p { display: inline-block; margin: 0; padding: 4px 12px; border-radius: 999px;
                   background: #fef3c7; color: #78350f; font-size: .9em; }
@@ -168,10 +173,6 @@ def build_demo(service: TryOnService, redis_description: str | None = None) -> T
                                                                   show_label=False, container=False, elem_id=f"category_{slot}"))
                                     note(f"garment_{slot}")
                         order_view = gr.Markdown(I18N("order_empty"), elem_id="layer-order")
-                        # allow_custom_value: an id the API names reaches the service, whose error lists the models.
-                        model = gr.Dropdown(model_choices, value=default_model, label=I18N("model"), allow_custom_value=True,
-                                            visible=bool(offered), elem_id="model")
-                        model_info = gr.Markdown(elem_id="model-info", visible=bool(offered))
                         with gr.Group(elem_id="run-bar"):
                             run = gr.Button(I18N("try_on"), variant="primary", interactive=False, elem_id="try-on")
                             hint = gr.Markdown(I18N("need_both"), elem_id="run-hint")
@@ -198,6 +199,11 @@ def build_demo(service: TryOnService, redis_description: str | None = None) -> T
                                 check_id = gr.Textbox(label=I18N("check_job"), placeholder=I18N("check_job_id"), scale=4, elem_id="check-job-id")
                                 check = gr.Button(I18N("check"), scale=1, elem_id="check-job-button")
                     with gr.Column(scale=6, min_width=300, elem_id="result-column"):
+                        # Above the result it makes: the garments column keeps "Try on" in the first screen.
+                        # allow_custom_value: an id the API names reaches the service, whose error lists the models.
+                        model = gr.Dropdown(model_choices, value=default_model, label=I18N("model"), allow_custom_value=True,
+                                            visible=bool(offered), elem_id="model")
+                        model_info = gr.Markdown(elem_id="model-info", visible=bool(offered))
                         status = gr.Markdown("", elem_id="status")
                         result = gr.Image(label=I18N("result"), type="pil", format="png", interactive=False, buttons=["download", "fullscreen"],
                                           height=460, alt_text=I18N("alt_result"), placeholder=I18N("result_placeholder"),
@@ -205,7 +211,7 @@ def build_demo(service: TryOnService, redis_description: str | None = None) -> T
                         compare = gr.ImageSlider(label=I18N("before_after"), type="pil", interactive=False, visible=False, height=460,
                                                  elem_id="compare")
                         compare_toggle = gr.Checkbox(label=I18N("before_after"), value=False, visible=False, elem_id="compare-toggle")
-                        compared = gr.Gallery(label=I18N("compare_with"), type="filepath", format="png", columns=2, height=420, visible=False,
+                        compared = gr.Gallery(label=I18N("side_by_side"), type="filepath", format="png", columns=2, height="auto", visible=False,
                                               allow_preview=True, interactive=False, object_fit="contain", elem_id="models-compared")
                         variants = gr.Gallery(label=I18N("variants"), type="filepath", format="png", columns=4, height=140, visible=False,
                                               allow_preview=False, interactive=False, object_fit="contain", elem_id="variants",

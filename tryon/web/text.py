@@ -493,6 +493,7 @@ MODEL_STRINGS: dict[str, dict[str, str]] = {
     "en": {
         "model": "Model",
         "compare_with": "Compare with another model",
+        "side_by_side": "Side by side: each model's result",
         "compare_with_info": "Runs the same look on both, side by side (sync; each result is its own model's).",
         "compare_none": "No comparison",
         "model_info": "{good_at} {price}",
@@ -505,7 +506,7 @@ MODEL_STRINGS: dict[str, dict[str, str]] = {
         "estimate_async_chain": "{usd} in async ({calls} calls: this model takes one garment per call)",
         "estimate_results": " ({images} images)",
         "estimate_preview": " — here $0: this is the offline preview, not the model.",
-        "estimate_compare": "≈ {usd} for both models.",
+        "estimate_compare": "≈ {usd} for both models",
         "estimate_unknown": "Cost unknown for this model.",
         "estimate_need_garment": "Add a garment to see what the look costs.",
         "garments_word": "{count} garments",
@@ -534,6 +535,7 @@ MODEL_STRINGS: dict[str, dict[str, str]] = {
     "es": {
         "model": "Modelo",
         "compare_with": "Comparar con otro modelo",
+        "side_by_side": "Lado a lado: el resultado de cada modelo",
         "compare_with_info": "Hace el mismo look con los dos, uno al lado del otro (síncrono; cada resultado es de su modelo).",
         "compare_none": "Sin comparación",
         "model_info": "{good_at} {price}",
@@ -546,7 +548,7 @@ MODEL_STRINGS: dict[str, dict[str, str]] = {
         "estimate_async_chain": "{usd} en asíncrono ({calls} llamadas: este modelo toma una prenda por llamada)",
         "estimate_results": " ({images} imágenes)",
         "estimate_preview": " — aquí 0 $: es la vista previa sin conexión, no el modelo.",
-        "estimate_compare": "≈ {usd} por los dos modelos.",
+        "estimate_compare": "≈ {usd} por los dos modelos",
         "estimate_unknown": "Coste desconocido para este modelo.",
         "estimate_need_garment": "Añade una prenda para ver lo que cuesta el look.",
         "garments_word": "{count} prendas",
@@ -611,5 +613,5 @@ def dollars(usd: float | None, lang: str = "en") -> str:
     """US dollars as the language writes them: $0.15 / 0,15 $ (three decimals below a cent)."""
     if usd is None:
         return "–"
-    digits = 3 if 0 < usd < 0.01 else 2
+    digits = 2 if round(usd * 100, 6).is_integer() else 3  # $0.15, $0.075: never rounded away
     return f"${decimal(usd, digits, lang)}" if lang != "es" else f"{decimal(usd, digits, lang)} $"

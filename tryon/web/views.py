@@ -166,10 +166,11 @@ def price_text(model: "catalogue.Model", lang: str) -> str:
     known_prices = {k: v for k, v in prices.items() if v is not None}
     if not known_prices:
         return say("price_unknown", lang)
+    lowest = min(known_prices.values())
     if len(set(known_prices.values())) == 1:
-        return say("price_per_image", lang, usd=dollars(next(iter(known_prices.values())), lang))
-    sizes = ", ".join(f"{size}: {dollars(usd, lang)}" for size, usd in known_prices.items())
-    return say("price_per_image_by_size", lang, usd=dollars(min(known_prices.values()), lang), sizes=sizes)
+        return say("price_per_image", lang, usd=dollars(lowest, lang))
+    sizes = ", ".join(f"{size}: {dollars(usd, lang)}" for size, usd in known_prices.items() if usd != lowest)
+    return say("price_per_image_by_size", lang, usd=dollars(lowest, lang), sizes=sizes)
 
 
 def model_info(model: "catalogue.Model | None", lang: str) -> str:
