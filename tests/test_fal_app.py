@@ -155,3 +155,20 @@ def test_a_fal_runner_failure_is_served_by_replicate_in_the_running_app(tmp_path
         assert answer.status_code == 200 and answer.json()["metadata"]["timings"]["provider"] == "replicate"
     finally:
         stop_app(app)
+
+
+@pytest.mark.parametrize("model_id, extra", [
+    ("fal-ai/nano-banana-pro/edit", {}), ("fal-ai/nano-banana-2/edit", {}), ("fal-ai/fashn/tryon/v1.6", {}),
+    ("fal-ai/kling/v1-5/kolors-virtual-try-on", {}), ("fal-ai/bytedance/seedream/v4.5/edit", {"resolution": "2K"}),
+])
+def test_every_catalogue_model_by_keyword_through_the_running_app(client, fal_server, asset_paths, model_id, extra):
+    from tryon import models as catalogue
+
+    fal_server.reset()
+    _, timings = client.predict(handle_file(asset_paths["person_astronaut"]), handle_file(asset_paths["garment_tshirt_red"]),
+                                model=model_id, api_name="/try_on", **extra)
+    assert timings["model"] == model_id and len(fal_server.submits_for(model_id)) == 1
+    (job,) = fal_server.jobs_for(model_id)
+    assert job.drawn_by == model_id  # the server checked the arguments against this model's schema and drew it
+    price = catalogue.MODELS[model_id].price(extra.get("resolution", "1K"))
+    assert timings["cost_usd"] == price and timings["estimate"]["usd"] == price

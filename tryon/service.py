@@ -413,7 +413,8 @@ class TryOnService:
             total = None if usd is None or total is None else total + usd
         chosen = models[0]
         fields = {
-            "model": dressed.result.model or (chosen.id if chosen else None),
+            # The model that made it: None when a failover chain handed it to a vendor that names none (RunPod).
+            "model": dressed.result.model,
             "model_requested": chosen.id if chosen else None,
             "calls": calls,
             "cost_usd": None if total is None else round(total, 6),

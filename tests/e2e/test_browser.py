@@ -92,7 +92,7 @@ def test_with_fal_the_photos_upload_on_drop_and_the_model_s_picture_arrives(page
     table = page.locator("#timings").inner_text()
     assert table.count("already uploaded") >= 2  # the click reused the drop's uploads
     assert len(fal_server.uploads) == 2 and len(fal_server.submits) == 1
-    assert "with FAL · fal-ai/nano-banana-pro/edit" in page.locator("#status").inner_text()
+    assert "with FAL · Nano Banana Pro (Google) · $0.15." in page.locator("#status").inner_text()  # the model and what it cost
 
 
 def test_the_page_shows_the_provider_chain_and_which_one_served(page_in, vendor_app, replicate_server, runpod_server, asset_paths, snap):
@@ -104,7 +104,7 @@ def test_the_page_shows_the_provider_chain_and_which_one_served(page_in, vendor_
     upload(page, "garment_1", asset_paths["garment_tshirt_red"])
     page.locator("#try-on").click()
     page.locator("#timings").get_by_text("Provider call 1").wait_for(timeout=30_000)
-    assert "with Replicate · google/nano-banana" in page.locator("#status").inner_text()
+    assert "with Replicate · Nano Banana (Google, on Replicate) · $0.039." in page.locator("#status").inner_text()
     assert len(replicate_server.predictions) == 1
     replicate_server.behaviour.submit_failures = [500]  # Replicate goes down: RunPod serves the next try
     page.locator("#try-on").click()

@@ -62,7 +62,7 @@ def test_the_history_survives_a_reload_restores_a_look_and_is_not_shared(page_in
     page.locator("#try-on").click()
     page.wait_for_function("document.querySelectorAll('#history .thumbnail-item').length >= 1", timeout=30_000)
     caption = page.locator("#history img").first.get_attribute("alt")
-    assert caption.startswith("top, outerwear · ") and caption.endswith(" · offline preview")  # what, when, which model
+    assert caption.startswith("top, outerwear · ") and caption.endswith(" · offline preview · Nano Banana Pro (Google)")  # what, when, which model
     page.reload()
     page.wait_for_selector("#try-on")
     page.wait_for_function("document.querySelectorAll('#history .thumbnail-item').length >= 1", timeout=15_000)
