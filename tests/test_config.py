@@ -66,6 +66,10 @@ def test_xdg_cache_home_is_honoured():
         ({"TRYON_UPLOAD_TTL": "90d"}, "TRYON_UPLOAD_TTL"),
         ({"TRYON_FAL_REST_URL": "http://plain.example"}, "TRYON_FAL_REST_URL"),
         ({"TRYON_FAL_MODEL": "no slash"}, "TRYON_FAL_MODEL"),
+        ({"TRYON_FAL_MODEL": "fal-ai/nano-banana-pro/edit,bad model"}, "TRYON_FAL_MODEL"),
+        ({"TRYON_MODEL_PRICES": "0.05"}, "TRYON_MODEL_PRICES"),
+        ({"TRYON_MODEL_PRICES": '{"fal-ai/not-in-the-catalogue": 0.05}'}, "TRYON_MODEL_PRICES"),
+        ({"TRYON_MODEL_PRICES": '{"fal-ai/fashn/tryon/v1.6": -1}'}, "TRYON_MODEL_PRICES"),
         ({"TRYON_REQUEST_TIMEOUT": "0"}, "TRYON_REQUEST_TIMEOUT"),
     ],
 )
@@ -103,3 +107,11 @@ def test_fal_settings_from_env():
 @pytest.mark.parametrize("text, seconds", [("3600", 3600), ("90m", 5400), ("1d", 86400), ("2h", 7200)])
 def test_upload_ttl_units(text, seconds):
     assert Settings.from_env({"TRYON_UPLOAD_TTL": text}).upload_ttl_s == seconds
+
+
+def test_tryon_fal_model_takes_a_fallback_list_and_prices_override_the_catalogue():
+    settings = Settings.from_env({"TRYON_FAL_MODEL": " fal-ai/nano-banana-pro/edit , fal-ai/fashn/tryon/v1.6,fal-ai/fashn/tryon/v1.6",
+                                  "TRYON_MODEL_PRICES": '{"fal-ai/fashn/tryon/v1.6": 0.05}'})
+    assert settings.fal_model == "fal-ai/nano-banana-pro/edit"
+    assert settings.fal_fallback_models == ("fal-ai/fashn/tryon/v1.6",)  # each once, in order
+    assert settings.model_prices == {"fal-ai/fashn/tryon/v1.6": 0.05}

@@ -224,3 +224,16 @@ def test_a_resumed_job_polls_the_vendor_named_on_its_record(fal_server, replicat
     assert answer["status"] == "done"
     assert len(replicate_server.predictions) == 1 and fal_server.submits == []  # resumed, not submitted again
     assert service.queue.get(job.job_id).timings["resumed_provider_request"] is True
+
+
+def test_a_model_goes_to_the_member_that_runs_it_and_fails_over_from_there(tmp_path, fal_server, replicate_server,
+                                                                             person_png, garment_pngs):
+    from tryon.outfit import Outfit
+
+    service = chain_service(tmp_path, fal_server, replicate_server)  # FAL first in the chain
+    result = service.try_on_sync(person_png, garment_pngs[:1], outfit=Outfit.parse(model="google/nano-banana-pro"))
+    assert result.timings["model"] == "google/nano-banana-pro" and result.timings["provider"] == "replicate"
+    assert fal_server.submits == [] and replicate_server.predictions[0].body["input"]["resolution"] == "1K"
+    result = service.try_on_sync(person_png, garment_pngs[:1], outfit=Outfit.parse(model="fal-ai/fashn/tryon/v1.6"))
+    assert result.timings["model"] == "fal-ai/fashn/tryon/v1.6" and result.timings["provider"] == "fal"
+    assert result.timings["cost_usd"] == 0.075

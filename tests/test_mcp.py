@@ -63,6 +63,24 @@ def test_an_agent_names_categories_and_asks_for_variants(app_server, asset_paths
     assert "'variants': 2" in text and "'category': 'bottom'" in text and text.count("'image': {'path'") == 2
 
 
+def test_an_agent_picks_a_model_and_compares_two(app_server, asset_paths):
+    person, garment = data_url(asset_paths["person_illustration"]), data_url(asset_paths["garment_jeans_blue"])
+    result = with_session(app_server.url, lambda s: s.call_tool(
+        "try_on", {"person": person, "garment_1": garment, "model": "fal-ai/fashn/tryon/v1.6"}))
+    assert not result.isError, result.content
+    text = " ".join(getattr(c, "text", "") for c in result.content)
+    assert "'model': 'fal-ai/fashn/tryon/v1.6'" in text and "'cost_usd': 0.0" in text
+    refused = with_session(app_server.url, lambda s: s.call_tool(
+        "try_on", {"person": person, "garment_1": garment, "model": "fal-ai/fashn/tryon/v1.6", "resolution": "4K"}))
+    assert refused.isError and "cannot make a 4K result" in json.dumps([getattr(c, "text", "") for c in refused.content])
+    compared = with_session(app_server.url, lambda s: s.call_tool(
+        "compare", {"person": person, "garment_1": garment, "model": "fal-ai/nano-banana-2/edit",
+                    "other_model": "fal-ai/kling/v1-5/kolors-virtual-try-on"}))
+    assert not compared.isError, compared.content
+    text = " ".join(getattr(c, "text", "") for c in compared.content)
+    assert "'model': 'fal-ai/nano-banana-2/edit'" in text and "'model': 'fal-ai/kling/v1-5/kolors-virtual-try-on'" in text
+
+
 def test_tool_errors_carry_the_specific_message(app_server):
     result = with_session(app_server.url, lambda s: s.call_tool("job_status", {"job_id": "not-a-real-job-000000"}))
     assert result.isError and "Job not found" in json.dumps([getattr(c, "text", "") for c in result.content])

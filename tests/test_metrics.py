@@ -234,3 +234,6 @@ def test_spend_is_shown_per_model_mode_and_day(redis_server, fal_server, tmp_pat
     assert day["usd"] == 0.3
     page = metrics_page(summary, [], "es")
     assert "| FASHN Try-On v1.6 | 1 | 2 | 0,15 US$ |" in page and "Gasto" in page
+    text = metrics.prometheus()
+    assert 'tryon_estimated_spend_by_model_usd_total{model="fal-ai/fashn/tryon/v1.6"} 0.15' in text
+    assert 'tryon_model_calls_by_model_total{model="fal-ai/nano-banana-pro/edit"} 1' in text

@@ -132,9 +132,9 @@ def test_an_empty_answer_also_moves_on_but_an_unreadable_photo_does_not(fal_serv
     assert result.timings["model"] == NANO2 and result.timings["model_fallback"][0]["reason"].startswith("no_image_returned")
     fal_server.reset()
     service = fal_service(fal_server, tmp_path, TRYON_FAL_MODEL=f"{PRO},{NANO2}")
-    service.upload(person_png)
-    service.upload(garment_pngs[0])
-    fal_server.files.clear()  # the model cannot read the photos: every model would fail them
+    refs = [service.upload(person_png).ref, service.upload(garment_pngs[0]).ref]
+    for ref in refs:  # the model cannot read these photos (only these: other apps share the server)
+        fal_server.files.pop(ref.rsplit("/files/", 1)[1], None)
     with pytest.raises(ProviderError) as raised:
         service.try_on_sync(person_png, garment_pngs[:1])
     assert raised.value.code == "provider_rejected_input"
@@ -148,9 +148,14 @@ def test_a_comparison_runs_both_models_without_fallback(fal_server, tmp_path, pe
     assert first.timings["cost_usd"] == list_price(NANO2, 1) and second.timings["cost_usd"] == list_price(KOLORS, 1)
     assert len(fal_server.uploads) == 2  # the person and the garment, uploaded once for both
     fal_server.behaviour.content_policy_models = {KOLORS}
-    with pytest.raises(ProviderError) as raised:  # no fallback: the refusal is the comparison's answer
+    # No fallback: the refusal is that side's answer, and the other side's paid picture is kept.
+    kept, refused = service.compare(person_png, garment_pngs[:1], Outfit.parse(model=NANO2), KOLORS)
+    assert kept.timings["model"] == NANO2 and isinstance(refused, ProviderError) and refused.code == "content_policy"
+    assert fal_server.submits_for(FASHN) == []
+    fal_server.behaviour.content_policy_models = {KOLORS, NANO2}
+    with pytest.raises(ProviderError) as raised:  # both refused: the first's refusal
         service.compare(person_png, garment_pngs[:1], Outfit.parse(model=NANO2), KOLORS)
-    assert raised.value.code == "content_policy" and fal_server.submits_for(FASHN) == []
+    assert raised.value.code == "content_policy"
 
 
 def test_estimates_follow_the_catalogue_arithmetic():
@@ -229,3 +234,16 @@ def test_a_resumed_chain_job_pays_for_no_step_twice(fal_server, redis_server, tm
     assert answer["status"] == "done" and len(fal_server.submits) == before  # nothing submitted again
     assert answer["timings"]["provider_request_ids"] == [first.request_id, second_id]
     assert answer["timings"]["resumed_provider_request"] is True
+
+
+@pytest.mark.parametrize("model_id", FAL_MODELS)
+def test_every_fal_model_runs_an_async_job(fal_jobs_for, fal_server, person_png, garment_pngs, model_id):
+    service = fal_jobs_for()
+    job = service.submit_job(person_png, garment_pngs[:2], outfit=Outfit.parse(model=model_id, **options_for(model_id)))
+    answer = wait_for(service, job.job_id)
+    assert answer["status"] == "done", answer
+    model = catalogue.MODELS[model_id]
+    calls = 1 if model.garments_per_call > 1 else 2  # one call with both garments, or a chain
+    assert len(fal_server.submits_for(model_id)) == calls and answer["timings"]["model"] == model_id
+    assert answer["timings"]["cost_usd"] == list_price(model_id, calls, options_for(model_id).get("resolution", "1K"))
+    assert answer["image_url"] == answer["image_urls"][0]

@@ -274,10 +274,10 @@ def test_the_page_and_the_gradio_api_need_a_login_or_a_key(rest_app, asset_paths
         Client(rest_app.url, auth=("ann", "wrong"), verbose=False)
 
 
-def test_an_open_app_needs_no_key(fal_app, person_png, garment_pngs):
+def test_an_open_app_needs_no_key(fal_app, fal_server, person_png, garment_pngs):  # fal_server: default behaviour
     response = httpx.post(fal_app.url + "api/images/generate", timeout=30, json={
         "userImage": base64.b64encode(person_png).decode(), "garments": [base64.b64encode(garment_pngs[2]).decode()]})
-    assert response.status_code == 200 and response.json()["success"] is True
+    assert response.status_code == 200 and response.json()["success"] is True, response.text
     assert "access: OPEN" in fal_app.log()
 
 

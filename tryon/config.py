@@ -197,7 +197,7 @@ class Settings:
         )
         fal_models = _parse(
             env, "TRYON_FAL_MODEL", (DEFAULT_FAL_MODEL,), lambda s: tuple(dict.fromkeys(p.strip() for p in s.split(",") if p.strip())),
-            lambda v: bool(v) and all(m.count("/") >= 1 and " " not in m for m in v),
+            lambda v: bool(v) and all(m.count("/") >= 1 and " " not in m and _fal_model_id(m) for m in v),
             "a FAL model id such as fal-ai/nano-banana-pro/edit, or several separated by commas (the first is the "
             "default; the others answer when a model refuses)",
         )
@@ -320,6 +320,14 @@ class Settings:
     @property
     def pixel_budget_pixels(self) -> int:
         return self.pixel_budget or 2 * self.max_pixels
+
+
+def _fal_model_id(model_id: str) -> bool:
+    """Not a model of another vendor's catalogue (google/nano-banana runs on Replicate)."""
+    from .models import MODELS
+
+    known = MODELS.get(model_id.partition(":")[0])
+    return known is None or known.provider == "fal"
 
 
 def _model_prices(text: str) -> dict[str, float]:

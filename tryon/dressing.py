@@ -47,6 +47,7 @@ class Dressed:
     journal: list[dict[str, Any]]  # the steps that made it, in order
     passed_over: list[dict[str, Any]] = field(default_factory=list)  # {"model", "step", "reason"}
     prompts: list[str] = field(default_factory=list)
+    discarded: list[dict[str, Any]] = field(default_factory=list)  # paid calls of a layout left after a refusal
 
 
 def steps_for(model: Model | None, garments: Sequence, mode: str) -> list[list[int]]:
@@ -70,17 +71,20 @@ class Dresser:
         what an earlier attempt wrote."""
         journal = [dict(entry) for entry in journal or []]
         models = list(look.models) or [None]
-        # A resumed job goes on with the model its journal was using.
-        if journal and journal[-1].get("model") in [m.id for m in models if m is not None]:
-            while models[0] is not None and models[0].id != journal[-1]["model"]:
+        # A resumed job goes on with the model its journal was asking (not who served it: a chain may
+        # have handed a step to another vendor).
+        asked = journal[-1].get("asked", journal[-1].get("model")) if journal else None
+        if asked in [m.id for m in models if m is not None]:
+            while models[0] is not None and models[0].id != asked:
                 models.pop(0)
         model = models.pop(0)
         steps = steps_for(model, look.garments, look.mode)
-        if len(journal) > len(steps):  # written for another layout of calls: start afresh
+        if not self._fits(journal, steps, look, model):  # written for another model or layout of calls: start afresh
             journal = []
         done = [entry for entry in journal if entry.get("ref")]  # in step order; only the last may be pending
         position = len(done)
         current = done[-1]["ref"] if done else look.person
+        discarded: list[dict[str, Any]] = []  # calls made (and paid) for a layout a fallback then left
         passed_over: list[dict[str, Any]] = []
         prompts: list[str] = [entry.get("prompt", "") for entry in journal[:position]]
         result: EditResult | None = None
@@ -99,21 +103,22 @@ class Dresser:
                                   model=model.id if model is not None else None)
             pending = journal[position] if position < len(journal) and not journal[position].get("ref") else None
             try:
-                result = self._call(prompt, current, [ref for _, ref in chunk], options, deadline, pending,
+                result = self._call(prompt, current, [ref for _, ref in chunk], [spec.field for spec, _ in chunk], options, deadline, pending,
                                     journal, position, persist, on_poll)
             except ProviderError as error:
-                if error.code not in REFUSED or not models:
-                    raise
+                if error.code not in REFUSED or not models or deadline - time.monotonic() < 1.0:
+                    raise  # no other model, or no time left for one: the refusal is the answer
                 passed_over.append({"model": model.id if model else None, "step": position + 1,
                                     "reason": f"{error.code}: {error.message('en')}"})
                 previous = steps
                 model = models.pop(0)
                 steps = steps_for(model, look.garments, look.mode)
                 if steps != previous:  # another layout of calls: start again from the person
+                    discarded += [entry for entry in journal[:position] if entry.get("ref")]
                     position, current, prompts = 0, look.person, []
                 del journal[position:]
                 continue
-            entry = {"step": position + 1, "model": result.model or (model.id if model else None),
+            entry = {"step": position + 1, "model": result.model, "asked": model.id if model else None,
                      "provider": result.provider or self.name, "request_id": result.request_id, "ref": result.ref,
                      "ms": round(result.duration_ms, 1), "images": len(result.refs), "resolution": look.outfit.resolution,
                      "garments": [spec.field for spec, _ in chunk], "prompt": prompt}
@@ -132,9 +137,21 @@ class Dresser:
             final = journal[-1]
             result = EditResult(final["ref"], 0.0, final.get("request_id"), provider=final.get("provider"),
                                 variants=tuple(final.get("refs") or [final["ref"]]), model=final.get("model"))
-        return Dressed(result, journal, passed_over, prompts)
+        return Dressed(result, journal, passed_over, prompts, discarded)
 
-    def _call(self, prompt: str, person: str, garments: list[str], options: EditOptions, deadline: float,
+    @staticmethod
+    def _fits(journal: list[dict[str, Any]], steps: list[list[int]], look: Look, model: Model | None) -> bool:
+        """A journal an earlier attempt wrote fits this run when each entry took the same garments
+        on the same model (an empty journal fits anything)."""
+        if len(journal) > len(steps):
+            return False
+        for entry, indexes in zip(journal, steps):
+            fields = [look.garments[n][0].field for n in indexes]
+            if entry.get("garments", fields) != fields or entry.get("asked", entry.get("model")) != (model.id if model else None):
+                return False
+        return True
+
+    def _call(self, prompt: str, person: str, garments: list[str], fields: list[str], options: EditOptions, deadline: float,
               pending: dict[str, Any] | None, journal: list[dict[str, Any]], position: int,
               persist: Callable | None, on_poll: Callable | None) -> EditResult:
         remaining = deadline - time.monotonic()
@@ -146,7 +163,8 @@ class Dresser:
         if not request_id:
             request_id = self.provider.submit_edit(prompt, person, garments, options)
             del journal[position:]
-            journal.append({"step": position + 1, "model": options.model, "request_id": request_id})
+            journal.append({"step": position + 1, "asked": options.model, "request_id": request_id,
+                            "garments": fields})
             persist(journal, request_id)
 
         def resubmitted(new_id: str) -> None:  # a chain moved the request to another vendor

@@ -48,6 +48,7 @@ request_log = logging.getLogger("tryon.requests")
 STREAM = "tryon:metrics:{}"
 COUNTERS = "tryon:metrics:counters"  # "<mode>|<outcome>" -> count
 CALLS = "tryon:metrics:calls"  # "calls|<provider>", "unpriced|<provider>" -> count; "usd|<provider>" -> US$
+MODELS = "tryon:metrics:models"  # "calls|<model id>" -> count; "usd|<model id>" -> US$ (priced calls)
 MAX_EVENTS_PER_DAY = 50_000
 DAYS_KEPT = 8
 
@@ -227,6 +228,10 @@ class Metrics:
                     pipe.hincrby(CALLS, f"unpriced|{provider}", calls["calls"])
                 else:
                     pipe.hincrbyfloat(CALLS, f"usd|{provider}", calls["usd"])
+            for model, calls in (event.get("models") or {}).items():
+                pipe.hincrby(MODELS, f"calls|{model}", calls["calls"])
+                if calls["usd"] is not None:
+                    pipe.hincrbyfloat(MODELS, f"usd|{model}", calls["usd"])
             pipe.execute()
         except redis.RedisError as error:
             log.warning("metrics not recorded: %s", type(error).__name__)
@@ -396,6 +401,16 @@ class Metrics:
             lines += ["# HELP tryon_unpriced_model_calls_total Model calls with no known price (not in the spend).",
                       "# TYPE tryon_unpriced_model_calls_total counter"]
             lines += [f'tryon_unpriced_model_calls_total{{provider="{p}"}} {calls.get(f"unpriced|{p}", 0)}' for p in providers]
+        by_model = self.redis.hgetall(MODELS)
+        models = sorted({key.partition("|")[2] for key in by_model})
+        if models:
+            lines += ["# HELP tryon_model_calls_by_model_total Model calls of successful try-ons by catalogue model.",
+                      "# TYPE tryon_model_calls_by_model_total counter"]
+            lines += [f'tryon_model_calls_by_model_total{{model="{m}"}} {by_model.get(f"calls|{m}", 0)}' for m in models]
+            lines += ["# HELP tryon_estimated_spend_by_model_usd_total Estimated cost of those calls at list price "
+                      "(tryon/models.py), US dollars.", "# TYPE tryon_estimated_spend_by_model_usd_total counter"]
+            lines += [f'tryon_estimated_spend_by_model_usd_total{{model="{m}"}} {round(float(by_model.get(f"usd|{m}", 0)), 6)}'
+                      for m in models]
         summary = self.summary()
         lines += ["# HELP tryon_success_ratio Succeeded out of succeeded + failed (user errors and refusals apart), "
                   "last 24 h.", "# TYPE tryon_success_ratio gauge"]

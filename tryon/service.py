@@ -296,21 +296,33 @@ class TryOnService:
         )
 
     def compare(self, person: ImageSource | None, garments: Sequence[ImageSource | None] | None, outfit: Outfit,
-                other_model: str | None) -> list[TryOnResult]:
+                other_model: str | None) -> list["TryOnResult | TryOnError"]:
         """The same look (sync) on `outfit.model` and on `other_model`, at the same time, with no
         fallback (each result is its own model's). The photos are prepared and uploaded once: the
-        second run joins the first's uploads. Both are checked before either is paid for."""
+        second run joins the first's uploads. Both are checked before either is paid for. One side
+        failing (a refusal) does not lose the other's paid result: its error stands in its place;
+        only when both fail is the first's error raised."""
         from dataclasses import replace as copy_with
 
-        other = copy_with(outfit, model=(other_model or "").strip() or None)
+        other = copy_with(outfit, model=other_model.strip() if isinstance(other_model, str) and other_model.strip() else None)
         if other.model is None:
-            raise InvalidRequest("unknown_model", field="model", value="", choices=", ".join(m.id for m in self.offered_models()))
+            raise InvalidRequest("bad_option", option={"en": "other_model (the second model to compare)",
+                                                        "es": "other_model (el segundo modelo a comparar)"},
+                                 choices=", ".join(m.id for m in self.offered_models()) or "-")
         for each in (outfit, other):
             self.choose_models(each, fallback=False)
         # Threads of its own: the runs use the intake pool themselves, and must not wait on their own slots.
         with ThreadPoolExecutor(max_workers=2, thread_name_prefix="tryon-compare") as pool:
             runs = [pool.submit(self.try_on_sync, person, garments, True, each, False) for each in (outfit, other)]
-            return [run.result() for run in runs]
+            outcomes: list[TryOnResult | TryOnError] = []
+            for run in runs:
+                try:
+                    outcomes.append(run.result())
+                except TryOnError as error:
+                    outcomes.append(error)
+        if all(isinstance(o, TryOnError) for o in outcomes):
+            raise outcomes[0]
+        return outcomes
 
     # -- models: which ones this app offers, the one a request runs, what it costs -------------
 
@@ -341,8 +353,8 @@ class TryOnService:
         if not model_id:
             return offered[0] if offered else None
         wanted = model_id.strip()
-        for model in offered:
-            if wanted in (model.id, model.id.partition(":")[0]) or (":" in model.id and wanted == model.id.partition(":")[0]):
+        for model in offered:  # a Replicate owner/name:version is its owner/name
+            if wanted.partition(":")[0] == model.id.partition(":")[0]:
                 return model
         choices = ", ".join(m.id for m in offered) or "none (this app runs your RunPod endpoint's own model)"
         if catalogue.known(wanted):
@@ -405,11 +417,13 @@ class TryOnService:
         made (the offline preview's are $0; None when a call's price is unknown), `estimate` what
         the catalogue said before the run, `model_fallback` the models passed over and why."""
         calls, total = [], 0.0
-        for entry in dressed.journal:
+        # Calls of a layout a fallback left were paid for too: they count, marked "discarded".
+        for entry, discarded in [(e, True) for e in dressed.discarded] + [(e, False) for e in dressed.journal]:
             price = self._call_price(entry)
             usd = None if price is None else round(price * int(entry.get("images") or 1), 6)
-            calls.append({"step": entry["step"], "model": entry.get("model"), "provider": entry.get("provider"),
-                          "images": entry.get("images", 1), "usd": usd})
+            call = {"step": entry["step"], "model": entry.get("model"), "provider": entry.get("provider"),
+                    "images": entry.get("images", 1), "usd": usd}
+            calls.append({**call, "discarded": True} if discarded else call)
             total = None if usd is None or total is None else total + usd
         chosen = models[0]
         fields = {

@@ -62,3 +62,31 @@ def test_two_models_side_by_side_each_labelled_and_both_kept(page_in, asset_path
     assert sum("Nano Banana Pro" in c for c in history) == 1 and sum("Nano Banana 2" in c for c in history) == 1
     page.locator("#models-compared").scroll_into_view_if_needed()
     screenshot(page, f"models-side-by-side-{lang}-{viewport[0]}")
+
+
+@pytest.fixture(scope="module")
+def fallback_app(tmp_path_factory, fal_server_session):
+    """The app on the FAL test server with TRYON_FAL_MODEL=nano-banana-pro,fashn (a fallback list)."""
+    from conftest import start_app, stop_app
+
+    env = fal_server_session.env(TRYON_FAL_MODEL="fal-ai/nano-banana-pro/edit,fal-ai/fashn/tryon/v1.6", TRYON_REQUEST_TIMEOUT="20")
+    app = start_app(tmp_path_factory.mktemp("fallback-app"), env)
+    yield app
+    stop_app(app)
+
+
+def test_a_refusal_by_the_first_model_is_answered_by_the_next_on_the_page_and_by_api(page_in, fallback_app, fal_server, asset_paths):
+    from gradio_client import Client, handle_file
+
+    fal_server.behaviour.content_policy_models = {"fal-ai/nano-banana-pro/edit"}
+    page = page_in(app=fallback_app, viewport=DESKTOP)
+    upload(page, "person", asset_paths["person_illustration"])
+    upload(page, "garment_1", asset_paths["garment_tshirt_red"])
+    status = run_look(page)
+    assert "Nano Banana Pro (Google) refused this look; FASHN Try-On v1.6 made it." in status
+    assert "with FAL · FASHN Try-On v1.6 · $0.075." in status  # the model that made it, and what it cost
+    rows = {row[0]: row for row in table_rows(page)}
+    assert rows["Passed over Nano Banana Pro (Google)"][2].startswith("content_policy")
+    _, timings = Client(fallback_app.url, verbose=False).predict(
+        handle_file(asset_paths["person_illustration"]), handle_file(asset_paths["garment_jeans_blue"]), api_name="/try_on")
+    assert timings["model"] == "fal-ai/fashn/tryon/v1.6" and timings["model_fallback"][0]["model"] == "fal-ai/nano-banana-pro/edit"

@@ -22,6 +22,7 @@ from typing import Callable, Sequence
 from ..cache import TTLCache
 from ..errors import ProviderError
 from ..images import NormalizedImage
+from ..models import get, known
 from .base import EditOptions, EditResult, Provider
 from .breaker import CircuitBreaker
 from .download import ResultDownloader
@@ -68,7 +69,7 @@ class ProviderChain:
             result = provider.edit(prompt, *self._refs_for(provider, person, garments), timeout_s=budget, options=options)
             return replace(result, provider=provider.name)
 
-        result, skipped = self._first_that_works(attempt, timeout_s)
+        result, skipped = self._first_that_works(attempt, timeout_s, first=self._host_of(options))
         return replace(result, skipped=skipped)
 
     def fetch(self, ref: str) -> bytes:
@@ -81,7 +82,7 @@ class ProviderChain:
         def attempt(provider, _budget):
             return f"{provider.name}:{provider.submit_edit(prompt, *self._refs_for(provider, person, garments), options)}"
 
-        qualified, skipped = self._first_that_works(attempt, None, exclude)
+        qualified, skipped = self._first_that_works(attempt, None, exclude, first=self._host_of(options))
         self._skips.put(qualified, skipped)  # reported with the result by await_edit
         return qualified
 
@@ -139,11 +140,17 @@ class ProviderChain:
 
     # -- helpers --------------------------------------------------------------------------
 
-    def _first_that_works(self, attempt, timeout_s: float | None, exclude: Sequence[str] = ()):
-        """(what attempt returned, the providers skipped and why), trying members in order."""
+    def _host_of(self, options: EditOptions | None) -> str | None:
+        """The member that runs the model asked for (a Replicate model goes to Replicate first)."""
+        model = options.model if options is not None else None
+        return get(model).provider if model and known(model) and get(model).provider in self.by_name else None
+
+    def _first_that_works(self, attempt, timeout_s: float | None, exclude: Sequence[str] = (), first: str | None = None):
+        """(what attempt returned, the providers skipped and why), trying members in order
+        (`first`, the member that runs the model asked for, before the others)."""
         skipped: list[dict] = []
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
-        candidates = [p for p in self.members if p.name not in exclude]
+        candidates = sorted((p for p in self.members if p.name not in exclude), key=lambda p: p.name != first)
         last_error: ProviderError | None = None
         for index, provider in enumerate(candidates):
             breaker = self.breakers[provider.name]

@@ -169,12 +169,16 @@ class Handlers:
             outfit = Outfit.parse([category_1, category_2, category_3, category_4],
                                   [description_1, description_2, description_3, description_4],
                                   order, num_images, aspect_ratio, resolution, model)
-            results = self.service.compare(person, [garment_1, garment_2, garment_3, garment_4], outfit, other_model)
+            outcomes = self.service.compare(person, [garment_1, garment_2, garment_3, garment_4], outfit, other_model)
         except TryOnError as error:
             raise shown_error(error.message(lang)) from None
         except Exception:
             raise shown_error(internal_error(lang, "compare")) from None
-        return [(r.to_pil(), compared_caption(r.timings, lang)) for r in results], [r.timings for r in results]
+        # A side that failed is in the records as its error (the other side's picture is kept).
+        models = [outfit.model or self.service.default_model().id, other_model.strip()]
+        records = [o.timings if isinstance(o, TryOnResult) else {"model": m, "code": o.code, "error": o.message(lang)}
+                   for o, m in zip(outcomes, models)]
+        return [(o.to_pil(), compared_caption(o.timings, lang)) for o in outcomes if isinstance(o, TryOnResult)], records
 
     def _api_try_on(self, request, person, garments, categories, descriptions, order, num_images, aspect_ratio, resolution,
                     model=None) -> TryOnResult:
@@ -375,16 +379,21 @@ class Handlers:
         """The same look on two models at once; both results side by side, each kept in the history."""
         lang = page.lang
         yield page.busy(say("comparing", lang))
-        results = yield from self._in_background(lambda: self.service.compare(person, garments, outfit, other), page)
+        outcomes = yield from self._in_background(lambda: self.service.compare(person, garments, outfit, other), page)
+        results = [o for o in outcomes if isinstance(o, TryOnResult)]
         history = None
         for result in results:
             history = self._remember(request, person, garments, {**settings, "model": result.timings.get("model")},
                                      pictures_of(result), result.timings)
         first = results[0]
         side_by_side = [(r.to_pil(), compared_caption(r.timings, lang)) for r in results]
-        captions = [compared_caption(r.timings, lang) for r in results]
-        yield page.idle(say("compare_done", lang, a=captions[0], b=captions[1]),
-                        **self._shown(person, pictures_of(first), first.timings, lang),
+        if len(results) == 2:
+            said, kind = say("compare_done", lang, a=side_by_side[0][1], b=side_by_side[1][1]), "ok"
+        else:  # one model refused or failed: its reason, beside the other's picture
+            (failed,) = [o for o in outcomes if isinstance(o, TryOnError)]
+            wanted = other if outcomes[1] is failed else (outfit.model or self.service.default_model().id)
+            said, kind = say("compare_one_failed", lang, model=model_label(wanted), reason=failed.message(lang)), "error"
+        yield page.idle(said, kind, **self._shown(person, pictures_of(first), first.timings, lang),
                         compared=gr.update(value=side_by_side, visible=True), history=history,
                         selected_look=None, look_actions=gr.update(visible=False))
 
@@ -406,7 +415,8 @@ class Handlers:
                 gr.update(choices=[(say("aspect_same", lang) if r == "same" else r, r) for r in ratios],
                           value=aspect_ratio if aspect_ratio in ratios else "same"),
                 gr.update(maximum=model.max_results, value=count, interactive=model.max_results > 1),
-                *(gr.update(visible=model.reads_prompt) for _ in range(GARMENT_SLOTS)))
+                # A model that reads no prompt takes no descriptions: hidden, and emptied (no hidden text refuses the run).
+                *(gr.update(visible=True) if model.reads_prompt else gr.update(visible=False, value="") for _ in range(GARMENT_SLOTS)))
 
     def cost_view(self, model_id, mode, compare_with, num_images, resolution, g1, g2, g3, g4, request: gr.Request = None):
         """The model's line (what it is good at, its price) and what this look will cost."""
@@ -641,7 +651,7 @@ class Handlers:
         return metrics_page(summary, self.service.provider_health(), lang), metrics_series(summary)
 
 
-RESTORED_INPUTS = 1 + GARMENT_SLOTS * 3 + 4  # person, garments, categories, descriptions, order, num, aspect, resolution
+RESTORED_INPUTS = 1 + GARMENT_SLOTS * 3 + 5  # person, garments, categories, descriptions, order, num, aspect, resolution, model
 
 
 class _JobFailed(TryOnError):

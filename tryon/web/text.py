@@ -521,6 +521,7 @@ MODEL_STRINGS: dict[str, dict[str, str]] = {
         "status_fallback": "{model} refused this look; {used} made it.",
         "comparing": "Running the look on both models…",
         "compare_done": "Both models are done: {a} and {b}.",
+        "compare_one_failed": "{model} made nothing: {reason} The other model's result is shown.",
         "compared_caption": "{model} · {seconds} s · {cost}",
         "compared_caption_preview": "{model} · {seconds} s · offline preview ($0)",
         "spend_title": "Spend",
@@ -547,7 +548,7 @@ MODEL_STRINGS: dict[str, dict[str, str]] = {
         "estimate_async_one": "{usd} como una llamada asíncrona",
         "estimate_async_chain": "{usd} en asíncrono ({calls} llamadas: este modelo toma una prenda por llamada)",
         "estimate_results": " ({images} imágenes)",
-        "estimate_preview": " — aquí 0 $: es la vista previa sin conexión, no el modelo.",
+        "estimate_preview": " — aquí 0 US$: es la vista previa sin conexión, no el modelo.",
         "estimate_compare": "≈ {usd} por los dos modelos",
         "estimate_unknown": "Coste desconocido para este modelo.",
         "estimate_need_garment": "Añade una prenda para ver lo que cuesta el look.",
@@ -556,15 +557,16 @@ MODEL_STRINGS: dict[str, dict[str, str]] = {
         "row_model": "Modelo",
         "row_cost": "Coste",
         "detail_cost": "{usd} a precio de lista",
-        "detail_cost_preview": "0 $ (vista previa sin conexión; {usd} con el modelo)",
+        "detail_cost_preview": "0 US$ (vista previa sin conexión; {usd} con el modelo)",
         "detail_cost_unknown": "precio desconocido",
         "row_passed_over": "Se descartó {model}",
         "status_done_model": "Hecho en {seconds} s con {model} · {cost}.",
         "status_fallback": "{model} rechazó este look; lo hizo {used}.",
         "comparing": "Haciendo el look con los dos modelos…",
         "compare_done": "Los dos modelos han terminado: {a} y {b}.",
+        "compare_one_failed": "{model} no hizo nada: {reason} Se muestra el resultado del otro modelo.",
         "compared_caption": "{model} · {seconds} s · {cost}",
-        "compared_caption_preview": "{model} · {seconds} s · vista previa sin conexión (0 $)",
+        "compared_caption_preview": "{model} · {seconds} s · vista previa sin conexión (0 US$)",
         "spend_title": "Gasto",
         "spend_caption": "Estimado con precios de lista (tryon/models.py), para los looks con éxito contados arriba.",
         "spend_by_model": "Por modelo",
@@ -610,8 +612,8 @@ def decimal(value: float, digits: int, lang: str = "en") -> str:
 
 
 def dollars(usd: float | None, lang: str = "en") -> str:
-    """US dollars as the language writes them: $0.15 / 0,15 $ (three decimals below a cent)."""
+    """US dollars as the language writes them: $0.15 / 0,15 US$ (the Metrics tab's form), never rounded away ($0.075)."""
     if usd is None:
         return "–"
     digits = 2 if round(usd * 100, 6).is_integer() else 3  # $0.15, $0.075: never rounded away
-    return f"${decimal(usd, digits, lang)}" if lang != "es" else f"{decimal(usd, digits, lang)} $"
+    return f"${decimal(usd, digits, lang)}" if lang != "es" else f"{decimal(usd, digits, lang)} US$"
