@@ -45,6 +45,25 @@ def test_the_picker_prices_the_look_before_it_runs_and_records_what_it_cost(page
     assert rows["Cost"][2] == "$0 (offline preview; $0.15 with the model)"  # this run's cost, from this run's record
 
 
+def test_a_one_result_model_takes_the_choices_it_cannot_make_away(page_in, asset_paths):
+    page = page_in(viewport=DESKTOP)
+    open_advanced(page)
+    choose(page, "#resolution", "4K")
+    choose(page, "#model", "Kling Kolors Virtual Try-On v1.5")
+    page.locator("#num-images").wait_for(state="hidden", timeout=5_000)  # one result per call: no slider
+    page.locator("#resolution input").click()
+    assert [o.inner_text().replace("✓", "").strip() for o in page.get_by_role("option").all()] == ["1K"]
+    page.keyboard.press("Escape")
+    upload(page, "person", asset_paths["person_illustration"])
+    upload(page, "garment_1", asset_paths["garment_tshirt_red"])
+    wait_for_text(page, "#cost-estimate", "≈ $0.07: 1 call in sync")
+    assert "cannot" not in run_look(page)  # what is offered runs
+    choose(page, "#model", "Nano Banana 2 (Google)")
+    page.locator("#num-images").wait_for(state="visible", timeout=5_000)
+    choose(page, "#resolution", "2K")
+    wait_for_text(page, "#cost-estimate", "≈ $0.12 (2K): 1 call in sync")
+
+
 @pytest.mark.parametrize("viewport, lang", [(DESKTOP, "en-US"), (PHONE, "es-ES")])
 def test_two_models_side_by_side_each_labelled_and_both_kept(page_in, asset_paths, viewport, lang):
     page = page_in(lang, viewport=viewport)

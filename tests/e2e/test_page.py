@@ -26,6 +26,11 @@ WORDS = {
 ENGLISH = ["Try on", "Person photo", "Garment 1", "Advanced", "Details", "Offline preview", "Your looks", "Result", "Metrics"]
 
 
+def ms_of(cell: str) -> float:
+    """A timing table cell as a number (the page writes 88,4 in Spanish)."""
+    return float(cell.replace(",", "."))
+
+
 def screenshot(page, name: str) -> None:
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / f"{name}.png"))
@@ -76,7 +81,8 @@ def test_a_first_visit_shows_what_to_do_without_scrolling_and_a_look_with_its_ow
     # The chart's bars are the table's rows, this run's.
     bars = chart_bars(page)
     calls = [row for row in table_rows(page) if row[0].startswith(("Provider call", "Llamada al proveedor"))]
-    assert len(calls) == 2 and [float(row[1]) for row in calls] == [ms for step, ms in bars.items() if "call" in step or "Llamada" in step]
+    assert len(calls) == 2 and [ms_of(row[1]) for row in calls] == [ms for step, ms in bars.items() if "call" in step or "Llamada" in step]
+    assert all(("," if locale == "es-ES" else ".") in row[1] for row in calls)  # 88,4 ms in Spanish, 88.4 in English
     # One picture is shown once: no one-thumbnail gallery, before/after on demand.
     assert page.locator("#result img").is_visible() and not page.locator("#variants").is_visible()
     assert not page.locator("#compare").is_visible()
@@ -125,10 +131,10 @@ def test_the_chart_and_the_table_show_this_run_after_sync_async_and_sync_again(p
         bars, rows = chart_bars(page), table_rows(page)
         call_rows = [row for row in rows if row[0].startswith("Provider call")]
         call_bars = [ms for step, ms in bars.items() if "Provider call" in step]
-        assert len(call_rows) == calls and [float(row[1]) for row in call_rows] == call_bars, (bars, rows)
+        assert len(call_rows) == calls and [ms_of(row[1]) for row in call_rows] == call_bars, (bars, rows)
         queue_rows = [row for row in rows if row[0] == "Waiting in the job queue"]
         assert bool(queue_rows) == queue and any("Waiting in the job queue" in step for step in bars) == queue
-        total = next(float(row[1]) for row in rows if row[0] == "Total")
+        total = next(ms_of(row[1]) for row in rows if row[0] == "Total")
         assert sum(bars.values()) == pytest.approx(total, abs=0.5)  # the bars add up to this run's total
 
     run_look(page)

@@ -33,7 +33,7 @@ from ..errors import InvalidImage, TryOnError, field_label, pick_language
 from ..outfit import ASPECT_RATIOS, CATEGORIES, Outfit
 from ..service import TryOnResult, TryOnService
 from .session_files import session_of
-from .text import category_word, say
+from .text import category_word, decimal, say
 from .views import (before_after, compared_caption, cost_short, done_text, estimate_text, model_info, model_label, gallery_paths, look_caption, progress_text, prompts_text,
                     timing_bars, timing_rows)
 
@@ -414,7 +414,9 @@ class Handlers:
         return (gr.update(choices=sizes, value=resolution if resolution in sizes else sizes[0]),
                 gr.update(choices=[(say("aspect_same", lang) if r == "same" else r, r) for r in ratios],
                           value=aspect_ratio if aspect_ratio in ratios else "same"),
-                gr.update(maximum=model.max_results, value=count, interactive=model.max_results > 1),
+                # One result only (Kling): no slider at all (gradio refuses a slider from 1 to 1).
+                gr.update(maximum=model.max_results, value=count, visible=True) if model.max_results > 1 else
+                gr.update(value=1, visible=False),
                 # A model that reads no prompt takes no descriptions: hidden, and emptied (no hidden text refuses the run).
                 *(gr.update(visible=True) if model.reads_prompt else gr.update(visible=False, value="") for _ in range(GARMENT_SLOTS)))
 
@@ -433,7 +435,7 @@ class Handlers:
             ran_async = self.service.estimate(outfit, garments, "async") if self.service.queue is not None else None
         except TryOnError as error:
             return gr.skip(), error.message(lang)
-        return model_info(model, lang), estimate_text(sync, ran_async, garments, lang, compared)
+        return model_info(model, lang), estimate_text(sync, ran_async, garments, lang, compared, outfit.resolution)
 
     def check_job(self, job_id, request: gr.Request = None) -> Iterator[tuple]:
         """"Check a job" in Advanced: watch a job by its id (from this page or a script) until it is done."""
@@ -518,7 +520,10 @@ class Handlers:
             compare_toggle=gr.update(value=False, visible=pair is not None),
             variants=gr.update(value=pictures, visible=len(pictures) > 1),
             # gradio's i18n cannot translate Dataframe headers, so they are built here.
-            table=gr.update(value=pd.DataFrame(timing_rows(timings, lang), columns=headers), visible=True),
+            # The ms as the visitor's language writes them (88,4 in Spanish), as text: gradio would write 88.4.
+            table=gr.update(value=pd.DataFrame([[step, "" if ms is None else decimal(float(ms), 1, lang), detail]
+                                                for step, ms, detail in timing_rows(timings, lang)], columns=headers),
+                            visible=True),
             # No `sort` in the update: with one, gradio 6.31 kept the previous run's data and re-sorted it.
             chart=gr.update(value=timing_bars(timings, lang), visible=True),
             record=timings,

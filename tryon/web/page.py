@@ -35,10 +35,13 @@ CSS = """
 #cost-estimate { font-size: .9em; }
 #model-info { font-size: .85em; opacity: .85; margin-top: -6px; }
 /* Each side's caption (model · time · cost) under its picture, whole, not over it. */
-#models-compared .caption-label { position: static; white-space: normal; overflow: visible; text-overflow: clip; max-width: 100%;
+#models-compared .caption-label, #history .caption-label { position: static; white-space: normal; overflow: visible; text-overflow: clip; max-width: 100%;
   margin: 4px 0 0; font-size: .85em; }
-#models-compared .thumbnail-item { display: flex; flex-direction: column; height: auto; aspect-ratio: auto; }
+#models-compared .thumbnail-item, #history .thumbnail-item { display: flex; flex-direction: column; height: auto; aspect-ratio: auto; }
 #models-compared .thumbnail-item img { max-height: 360px; object-fit: contain; }
+#history .thumbnail-item img { max-height: 150px; object-fit: contain; }
+/* A number is never broken inside: "158.1", not "158." over "1". */
+#timings [role=gridcell]:nth-child(2), #timings td:nth-child(2) { white-space: nowrap; text-align: right; }
 #preview-pill { flex: 0 1 auto; width: auto; min-width: 0; }
 #preview-pill p { display: inline-block; margin: 0; padding: 4px 12px; border-radius: 999px;
                   background: #fef3c7; color: #78350f; font-size: .9em; }
@@ -232,7 +235,7 @@ def build_demo(service: TryOnService, redis_description: str | None = None) -> T
                                 gr.Markdown(f"Redis: {redis_description}", elem_id="footer-redis")
                 with gr.Column(elem_id="history-box"):
                     gr.Markdown(I18N("history"), elem_classes=["step-title"])
-                    history = gr.Gallery(show_label=False, type="filepath", columns=6, height=220, allow_preview=False, object_fit="contain",
+                    history = gr.Gallery(show_label=False, type="filepath", columns=6, height="auto", allow_preview=False, object_fit="contain",
                                          interactive=False, fit_columns=False, elem_id="history")
                     selected_look = gr.State(None)
                     with gr.Row(visible=False, elem_id="look-actions") as look_actions:

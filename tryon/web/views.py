@@ -180,8 +180,9 @@ def model_info(model: "catalogue.Model | None", lang: str) -> str:
 
 
 def estimate_text(sync: dict[str, Any], async_: dict[str, Any] | None, garments: int, lang: str,
-                  compared: dict[str, Any] | None = None) -> str:
-    """Before running: "≈ $0.60: 4 garments × 1 call each in sync; $0.15 as one async call"."""
+                  compared: dict[str, Any] | None = None, resolution: str = "1K") -> str:
+    """Before running: "≈ $0.60: 4 garments × 1 call each in sync; $0.15 as one async call" (with
+    "(2K)" after the amount when the price is not the 1K one)."""
     if garments == 0:
         return say("estimate_need_garment", lang)
     if sync.get("usd") is None:
@@ -191,8 +192,9 @@ def estimate_text(sync: dict[str, Any], async_: dict[str, Any] | None, garments:
         text = say("estimate_compare", lang, usd=dollars(both, lang))
         return text + (say("estimate_preview", lang) if sync.get("offline_preview") else "")
     count = say("garment_word", lang) if garments == 1 else say("garments_word", lang, count=garments)
-    text = (say("estimate_sync_one", lang, usd=dollars(sync["usd"], lang)) if sync["calls"] == 1 else
-            say("estimate_sync", lang, usd=dollars(sync["usd"], lang), garments=count))
+    amount = dollars(sync["usd"], lang) + ("" if resolution == "1K" else f" ({resolution})")
+    text = (say("estimate_sync_one", lang, usd=amount) if sync["calls"] == 1 else
+            say("estimate_sync", lang, usd=amount, garments=count))
     if sync["images"] > sync["calls"]:
         text += say("estimate_results", lang, images=sync["images"])
     if async_ is not None and async_.get("usd") is not None:
