@@ -25,7 +25,7 @@ def run(snippet: str, url: str, monkeypatch) -> dict:
 
 def test_the_readme_has_the_documented_snippets():
     text = "\n".join(snippets())
-    for endpoint in ("/try_on", "/try_on_variants", "/upload", "/submit_job", "/job_status"):
+    for endpoint in ("/try_on", "/try_on_variants", "/upload", "/submit_job", "/job_status", "/compare"):
         assert f'api_name="{endpoint}"' in text, endpoint
     assert 'auth=("api"' in text
 
@@ -45,5 +45,9 @@ def test_each_snippet_runs(index, app_server, rest_app_env, monkeypatch):
         assert [step["field"] for step in namespace["timings"]["order"]] == ["garment_2", "garment_3", "garment_1"]
     elif "timings" in namespace:
         assert namespace["timings"]["garments"] == 2 and namespace["reference"].startswith("local:")
+    if "side_by_side" in namespace:  # the models snippet: FASHN by keyword, then two models compared
+        assert namespace["record"]["model"] == "fal-ai/fashn/tryon/v1.6" and namespace["record"]["estimate"]["usd"] == 0.075
+        assert [r["model"] for r in namespace["records"]] == ["fal-ai/nano-banana-2/edit", "fal-ai/fashn/tryon/v1.6"]
+        assert len(namespace["side_by_side"]) == 2
     if "status" in namespace:
         assert namespace["status"]["status"] == "done"
