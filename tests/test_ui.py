@@ -268,3 +268,19 @@ def test_the_example_pictures_are_shipped_and_the_garments_are_recognised(servic
     for path, key in garments:
         if key in expected:
             assert service.garment_category(Path(path), "garment_1")["category"] == expected[key], key
+
+
+def test_the_model_events_answer_any_raw_values_without_raising(service):
+    """Private events still answer raw HTTP: odd values get the page's words, never an exception."""
+    from tryon.web.events import Handlers
+
+    handlers = Handlers(service)
+    for count in ("abc", None, "1e400", -3, 2.5):
+        resolution, ratio, results, *descriptions = handlers.model_options("fal-ai/kling/v1-5/kolors-virtual-try-on", "4K", "16:9", count)
+        assert resolution["choices"] == ["1K"] and resolution["value"] == "1K" and ratio["value"] == "same"
+        assert results["visible"] is False and all(d["visible"] is False and d["value"] == "" for d in descriptions)
+    assert handlers.model_options("acme/unknown", "1K", "same", 1)[0] is not None  # unknown: left as it is
+    info, said = handlers.cost_view("acme/unknown", "sync", None, 1, "1K", "a.png", None, None, None)
+    assert "Unknown model 'acme/unknown'" in said
+    info, said = handlers.cost_view("fal-ai/fashn/tryon/v1.6", "sync", None, "lots", "1K", "a.png", None, None, None)
+    assert "number of results" in said.lower()

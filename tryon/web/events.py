@@ -410,7 +410,10 @@ class Handlers:
             return (gr.skip(),) * (3 + GARMENT_SLOTS)
         sizes = list(model.resolutions)
         ratios = [r for r in ASPECT_RATIOS if ("auto" if r == "same" else r) in model.aspect_ratios]
-        count = min(int(num_images or 1), model.max_results)
+        try:  # a private event still answers raw HTTP: a count that is not a number is 1 here (the run says why)
+            count = max(1, min(int(float(num_images or 1)), model.max_results))
+        except (TypeError, ValueError, OverflowError):
+            count = 1
         return (gr.update(choices=sizes, value=resolution if resolution in sizes else sizes[0]),
                 gr.update(choices=[(say("aspect_same", lang) if r == "same" else r, r) for r in ratios],
                           value=aspect_ratio if aspect_ratio in ratios else "same"),
