@@ -8,7 +8,7 @@ A `Model` says:
 - what it can honour: a prompt (so descriptions), several garments in one call, how many results,
   which aspect ratios and resolutions, a seed, and which of our garment categories it dresses
   (mapped to its own words: our "dress" is fashn's "one-pieces");
-- its input schema as its vendor publishes it (source and date beside each), from which
+- where its input schema is published (source and date beside each), in whose field names
   `arguments()` builds one call and `check()` refuses what the model cannot do, before anything
   is paid for;
 - its list price per output image by resolution (`TRYON_MODEL_PRICES` overrides it), from which
@@ -21,7 +21,7 @@ taxes. A model that is not in the catalogue cannot be chosen.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any, Mapping, Sequence
 
 from .errors import InvalidRequest
@@ -64,8 +64,8 @@ class Model:
     takes_seed: bool = False
     # Ours -> the model's garment category; None: the model is told in the prompt, or not at all.
     categories: Mapping[str, str] | None = None
-    schema: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
-    schema_source: str = ""
+    schema_source: str = ""  # where its input schema is published (the FAL test server holds a copy)
+    family: str = ""  # whose argument builder it uses (a model named in the settings: its provider's default); "": its own
     notes: str = ""
 
     # -- what it costs ---------------------------------------------------------------------
@@ -127,7 +127,7 @@ class Model:
     # -- one call's arguments ----------------------------------------------------------------
 
     def arguments(self, call: Call) -> dict[str, Any]:
-        builder = _BUILDERS[self.id.partition(":")[0]]
+        builder = _BUILDERS[self.family or self.id.partition(":")[0]]
         arguments = builder(self, call)
         return {k: v for k, v in arguments.items() if v is not None}
 
@@ -281,8 +281,7 @@ def generic(model_id: str, provider: str) -> Model:
     Replicate model owner/name:version): called as the provider's default family (prompt +
     images), with no price, so its spend shows as unknown rather than guessed."""
     family = DEFAULT_FAMILY[provider]
-    _BUILDERS.setdefault(model_id.partition(":")[0], _BUILDERS[family])
-    return replace(MODELS[family], id=model_id, label=model_id, prices={}, price_source="not in the catalogue: unknown",
+    return replace(MODELS[family], id=model_id, family=family, label=model_id, prices={}, price_source="not in the catalogue: unknown",
                    good_at={"en": "A model named in the settings (not in the catalogue).",
                             "es": "Un modelo indicado en la configuración (fuera del catálogo)."})
 
@@ -342,16 +341,3 @@ def estimate(model: Model, garments: int, num_images: int = 1, resolution: str =
     images = calls - 1 + num_images
     price = model.price(resolution)
     return Estimate(model.id, mode, calls, images, None if price is None else images * price)
-
-
-def cost_of(calls: Sequence[Mapping[str, Any]], models: Mapping[str, Model]) -> float | None:
-    """A record's cost from its calls [{"model", "images", "resolution"}]: None if any call's
-    model has no known price. `models`: id -> Model (the service's resolved ones)."""
-    total = 0.0
-    for call in calls:
-        model = models.get(str(call.get("model")))
-        price = None if model is None else model.price(str(call.get("resolution") or "1K"))
-        if price is None:
-            return None
-        total += price * int(call.get("images") or 1)
-    return round(total, 6)

@@ -21,7 +21,7 @@ import io
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Callable, Sequence
 
 from PIL import Image
@@ -128,6 +128,7 @@ class TryOnService:
         self._guesses: TTLCache[GarmentGuess] = TTLCache(capacity=256)
         self._guesses_in_flight: SingleFlight[GarmentGuess] = SingleFlight()
         self._guess_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="tryon-guess")
+        self._offered: tuple[Model, ...] | None = None  # offered_models(), once
 
     def _intake(self, source: ImageSource, field: str) -> tuple[NormalizedImage, bool]:
         try:
@@ -302,9 +303,7 @@ class TryOnService:
         second run joins the first's uploads. Both are checked before either is paid for. One side
         failing (a refusal) does not lose the other's paid result: its error stands in its place;
         only when both fail is the first's error raised."""
-        from dataclasses import replace as copy_with
-
-        other = copy_with(outfit, model=other_model.strip() if isinstance(other_model, str) and other_model.strip() else None)
+        other = replace(outfit, model=other_model.strip() if isinstance(other_model, str) and other_model.strip() else None)
         if other.model is None:
             raise InvalidRequest("bad_option", option={"en": "other_model (the second model to compare)",
                                                         "es": "other_model (el segundo modelo a comparar)"},
@@ -329,7 +328,10 @@ class TryOnService:
     def offered_models(self) -> list[Model]:
         """The models a request may name, the default first: the FAL catalogue (also for the
         offline preview, which stands in for them), Replicate's with a Replicate token, and the
-        models the settings name. None for RunPod alone: your endpoint runs its own model."""
+        models the settings name. None for RunPod alone: your endpoint runs its own model.
+        Made once: it follows from the settings, which do not change."""
+        if self._offered is not None:
+            return list(self._offered)
         settings, found = self.settings, []
         for name in settings.providers:
             if name in ("fal", "local"):
@@ -341,7 +343,8 @@ class TryOnService:
         unique: dict[str, Model] = {}
         for model in found:
             unique.setdefault(model.id, model)  # each once, where first named
-        return list(unique.values())
+        self._offered = tuple(unique.values())
+        return list(self._offered)
 
     def default_model(self) -> Model | None:
         offered = self.offered_models()
