@@ -12,6 +12,9 @@ CHROMIUM = os.environ.get("TRYON_CHROMIUM", "/usr/bin/chromium")
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
          "--disable-component-update", "--no-first-run"]
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+SPANISH_CAPTIONS_JS = ("[...document.querySelectorAll('#example-garments img')].some(img => img.alt === 'Camiseta roja')"
+                       " && [...document.querySelectorAll('#example-garments .thumbnail-item')]"
+                       ".every(item => item.getAttribute('aria-label') === item.querySelector('img')?.alt)")
 
 
 @pytest.fixture(scope="session")
@@ -38,6 +41,8 @@ def page_in(browser, app_server, request):
         page = context.new_page()
         page.goto((app or app_server).url)
         page.wait_for_selector("#try-on")
+        if locale.startswith("es"):  # the examples' captions are translated by a load event: wait for it, never a fixed time
+            page.wait_for_function(SPANISH_CAPTIONS_JS, timeout=10_000)
         pages.append((context, page))
         return page
 

@@ -84,7 +84,8 @@ JS = """
     });
   };
   mark();
-  new MutationObserver(mark).observe(document.body, {childList: true, subtree: true});
+  // alt too: a caption translated in place changes the attribute and adds no node.
+  new MutationObserver(mark).observe(document.body, {childList: true, subtree: true, attributes: true, attributeFilter: ['alt']});
 }
 """
 
