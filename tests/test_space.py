@@ -43,7 +43,8 @@ def test_front_matter_names_the_gradio_sdk_pinned_everywhere():
     assert fields["app_file"] == "app.py" and (ROOT / "app.py").exists()
     assert fields["sdk_version"] == gradio.__version__
     pins = requirement_names(tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"])
-    assert pins["gradio"] == f"gradio[mcp]=={fields['sdk_version']}"
+    assert pins["gradio"] == f"gradio[mcp,oauth]=={fields['sdk_version']}"
+    assert fields["hf_oauth"] == "true"  # Spaces then sets OAUTH_CLIENT_ID, OPENID_PROVIDER_URL, ... for gradio
     assert fields["python_version"].startswith("3.")
     assert fields["title"] and fields["short_description"]
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+import ipaddress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Mapping, TypeVar
@@ -24,6 +25,13 @@ MAX_GARMENTS = 4
 MIN_SIDE = 256  # the seed's troubleshooting guide: below ~256 px the model can't see the subject
 
 T = TypeVar("T")
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+# Behind Hugging Face's proxy the app sees the proxy's private address: trust private ranges there.
+SPACES_PROXIES = "10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,127.0.0.0/8,::1/128,fc00::/7"
+# Per kind of visitor: (paid model calls, estimated US$) per quota window. Safe for an open Space:
+# an anonymous visitor makes a few looks an hour, a signed-in one more, an API key (a script) many.
+DEFAULT_QUOTAS = {"anonymous": (6, 0.90), "signed_in": (30, 4.50), "api_key": (300, 45.0)}
+QUOTA_ENV = {"anonymous": "TRYON_QUOTA_ANONYMOUS", "signed_in": "TRYON_QUOTA_SIGNED_IN", "api_key": "TRYON_QUOTA_API_KEY"}
 
 
 def _default_data_dir(env: Mapping[str, str]) -> Path:
@@ -56,6 +64,15 @@ def _boolean(text: str) -> bool:
     if text.strip().lower() not in words:
         raise ValueError(text)  # _parse turns it into a ConfigError naming the variable
     return words[text.strip().lower()]
+
+
+def _limit(convert: Callable[[str], T]) -> Callable[[str], T | None]:
+    """A limit, or "none" for no limit."""
+    return lambda text: None if text.strip().lower() in ("none", "off", "unlimited") else convert(text)
+
+
+def _networks(text: str) -> tuple[Network, ...]:
+    return tuple(ipaddress.ip_network(part.strip(), strict=False) for part in text.split(",") if part.strip())
 
 
 def _duration_seconds(text: str) -> int:
@@ -111,6 +128,14 @@ class Settings:
     concurrency: int = 4  # try-ons running at once per event (and REST generate)
     mcp: bool = True  # serve the named API as MCP tools at /gradio_api/mcp/
     shutdown_grace_s: float = 20.0  # on SIGTERM, how long work in flight may take to finish
+    # Hosting in public (tryon/limits/): who a visitor is, what they may spend, the day's cap.
+    trusted_proxies: tuple[Network, ...] = ()  # X-Forwarded-For is read only from these peers
+    quota_window_s: int = 3600
+    quotas: Mapping[str, tuple[int | None, float | None]] = field(default_factory=lambda: dict(DEFAULT_QUOTAS))
+    daily_budget_usd: float | None = 25.0  # the whole app's estimated spend per UTC day
+    visitor_daily_budget_usd: float | None = 5.0  # one visitor's, whatever their kind
+    own_keys: bool = True  # a visitor may bring their own FAL key for their session
+    hf_oauth: bool = False  # "Sign in with Hugging Face" (a Space with hf_oauth: true sets OAUTH_CLIENT_ID)
 
     @property
     def providers(self) -> tuple[str, ...]:
@@ -265,7 +290,31 @@ class Settings:
         mcp = _parse(env, "TRYON_MCP", True, _boolean, lambda v: True, "true or false")
         shutdown_grace_s = _parse(env, "TRYON_SHUTDOWN_GRACE", 20.0, float, lambda v: 0 <= v <= 600,
                                   "a number of seconds between 0 and 600")
+        trusted_proxies = _parse(env, "TRYON_TRUSTED_PROXIES", _networks(SPACES_PROXIES) if env.get("SPACE_ID") else (),
+                                 _networks, lambda v: True, "addresses or networks separated by commas (e.g. 127.0.0.1,10.0.0.0/8)")
+        quota_window_s = _parse(env, "TRYON_QUOTA_WINDOW", 3600, _duration_seconds, lambda v: 60 <= v <= 7 * 86400,
+                                "a duration between 60s and 7d (e.g. 3600, 1h)")
+        quotas = {}
+        for kind, prefix in QUOTA_ENV.items():
+            calls = _parse(env, f"{prefix}_CALLS", DEFAULT_QUOTAS[kind][0], _limit(int), lambda v: v is None or 0 <= v <= 10**7,
+                           "a whole number of model calls per quota window, or none")
+            usd = _parse(env, f"{prefix}_USD", DEFAULT_QUOTAS[kind][1], _limit(float), lambda v: v is None or 0 <= v <= 10**7,
+                         "US dollars per quota window (e.g. 0.90), or none")
+            quotas[kind] = (calls, usd)
+        daily_budget_usd = _parse(env, "TRYON_DAILY_BUDGET_USD", 25.0, _limit(float), lambda v: v is None or 0 <= v <= 10**7,
+                                  "US dollars per day (e.g. 25), or none")
+        visitor_daily_budget_usd = _parse(env, "TRYON_DAILY_BUDGET_PER_VISITOR_USD", 5.0, _limit(float),
+                                          lambda v: v is None or 0 <= v <= 10**7, "US dollars per visitor per day (e.g. 5), or none")
+        own_keys = _parse(env, "TRYON_OWN_KEYS", True, _boolean, lambda v: True, "1 or 0 (true or false)")
+        hf_oauth = bool((env.get("OAUTH_CLIENT_ID") or "").strip() and (env.get("OPENID_PROVIDER_URL") or "").strip())
         return cls(
+            trusted_proxies=trusted_proxies,
+            quota_window_s=quota_window_s,
+            quotas=quotas,
+            daily_budget_usd=daily_budget_usd,
+            visitor_daily_budget_usd=visitor_daily_budget_usd,
+            own_keys=own_keys,
+            hf_oauth=hf_oauth,
             fal_key=fal_key,
             provider_choice=provider_choice,
             replicate_token=replicate_token,

@@ -149,6 +149,8 @@ def build_demo(service: TryOnService, redis_description: str | None = None) -> T
             gr.Markdown(I18N("title"), elem_id="title")
             if provider.is_preview:
                 gr.Markdown(I18N("preview_pill"), elem_id="preview-pill")
+            if service.settings.hf_oauth:  # a Space with hf_oauth: true; signed in, a visitor has their own quota and history
+                gr.LoginButton(I18N("sign_in"), logout_value=I18N("sign_out"), size="sm", elem_id="login")
         with gr.Tabs():
             with gr.Tab(I18N("tab_try_on"), id="try-on-tab"):
                 with gr.Row(elem_id="workbench", equal_height=False):

@@ -343,6 +343,8 @@ PAGE_STRINGS: dict[str, dict[str, str]] = {
     "en": {
         "title": "# tryon · virtual try-on",
         "preview_pill": "Offline preview: not the AI model · [how to use the model](#how-to-use-model)",
+        "sign_in": "Sign in with Hugging Face",
+        "sign_out": "Sign out ({})",
         "how_to_use_model": "### How to use the model\nThis app runs without a provider key, so each result is a quick CPU approximation (the garments laid over the body), not the AI model. Whoever hosts it sets `FAL_KEY` (or `REPLICATE_API_TOKEN`, or a RunPod endpoint) to use the real model; see the README.",
         "step_person": "### 1. Person",
         "step_garments": "### 2. Garments (up to 4)",
@@ -415,6 +417,8 @@ PAGE_STRINGS: dict[str, dict[str, str]] = {
     "es": {
         "title": "# tryon · probador virtual",
         "preview_pill": "Vista previa sin conexión: no es el modelo de IA · [cómo usar el modelo](#how-to-use-model)",
+        "sign_in": "Iniciar sesión con Hugging Face",
+        "sign_out": "Cerrar sesión ({})",
         "how_to_use_model": "### Cómo usar el modelo\nEsta aplicación funciona sin clave de proveedor, así que cada resultado es una aproximación rápida en CPU (las prendas superpuestas al cuerpo), no el modelo de IA. Quien la aloja define `FAL_KEY` (o `REPLICATE_API_TOKEN`, o un endpoint de RunPod) para usar el modelo real; consulta el README.",
         "step_person": "### 1. Persona",
         "step_garments": "### 2. Prendas (hasta 4)",
