@@ -55,9 +55,11 @@ def test_malloc_trim_is_available_here():
     assert give_back_memory()  # glibc: the measurements in docs/RELIABILITY.md depend on it
 
 
-def test_the_failure_bucket_peeks_takes_and_refunds():
+def test_the_failure_bucket_peeks_takes_and_refunds(redis_server):
+    import redis as redis_py
+
     now = [0.0]
-    limiter = RateLimiter(10, clock=lambda: now[0])
+    limiter = RateLimiter(10, redis_py.Redis(port=redis_server.port), "auth", clock=lambda: now[0])
     for _ in range(10):
         assert limiter.wait("ip") == 0
         assert limiter.allow("ip")[0]

@@ -3,6 +3,9 @@ clients against the FAL, Replicate and RunPod protocol servers, and real Redis f
 
 from __future__ import annotations
 
+import threading
+import time
+
 import fal_client.client
 import pytest
 
@@ -10,7 +13,7 @@ from test_jobs import make_service as make_job_service, wait_for
 from tryon.config import Settings
 from tryon.errors import ProviderError
 from tryon.providers import ProviderChain, build_provider
-from tryon.providers.breaker import CircuitBreaker
+from tryon.providers.breaker import CircuitBreaker, SharedCircuitBreaker
 from tryon.service import TryOnService
 from tryon.worker import WorkerPool
 from vendor_servers import REPLICATE_FRAME
@@ -49,6 +52,93 @@ def test_the_breaker_opens_after_failures_in_a_row_and_probes_once_after_the_coo
     assert breaker.allow()
     breaker.succeeded()
     assert breaker.state == "closed" and breaker.allow()
+
+
+def shared_pair(redis_server, **options):
+    """The same provider's breaker in two app processes (replicas) on one Redis."""
+    import redis as redis_py
+
+    from tryon.redis_server import client_for
+
+    a = SharedCircuitBreaker(client_for(host="127.0.0.1", port=redis_server.port), "fal", **options)
+    b = SharedCircuitBreaker(redis_py.Redis(port=redis_server.port), "fal", **options)
+    return a, b
+
+
+def test_the_shared_breaker_keeps_the_same_rules(redis_server):
+    now = [1000.0]
+    breaker, _ = shared_pair(redis_server, failures=3, cooldown_s=30, clock=lambda: now[0])
+    breaker.failed(), breaker.failed(), breaker.succeeded(), breaker.failed(), breaker.failed()
+    assert breaker.state == "closed" and breaker.allow()  # a success in between resets the count
+    breaker.failed()
+    assert breaker.state == "open" and not breaker.allow() and breaker.retry_in() == pytest.approx(30)
+    now[0] = 1030.5
+    assert breaker.state == "half-open"
+    assert breaker.allow() and not breaker.allow()  # one probe at a time
+    breaker.failed()
+    assert breaker.state == "open" and breaker.retry_in() == pytest.approx(30)  # the probe failed: another cool-down
+    now[0] = 1061
+    assert breaker.allow()
+    breaker.succeeded()
+    assert breaker.state == "closed" and breaker.allow()
+
+
+def test_a_breaker_opened_by_one_replica_is_open_for_the_other_and_probed_once(redis_server):
+    import redis as redis_py
+
+    a, b = shared_pair(redis_server, failures=3, cooldown_s=0.5)  # Redis's clock: the one every replica reads
+    a.failed(), b.failed(), a.failed()  # failures in a row, whichever replica saw them
+    assert b.status()[0] == "open" and not b.allow() and 0.3 < b.retry_in() <= 0.5
+    raw = redis_py.Redis(port=redis_server.port)
+    assert 0 < raw.pttl("tryon:breaker:fal") <= 300_500  # the state expires
+    time.sleep(0.6)
+    replicas = [SharedCircuitBreaker(redis_py.Redis(port=redis_server.port), "fal", 3, 0.5) for _ in range(8)]
+    barrier, answers = threading.Barrier(16), []
+
+    def ask(breaker):
+        barrier.wait()
+        answers.append(breaker.allow())
+
+    threads = [threading.Thread(target=ask, args=(replicas[n % 8],)) for n in range(16)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sum(answers) == 1  # the half-open probe went to one caller of all the processes
+    assert 0 < raw.pttl("tryon:breaker:fal:probe") <= 120_000  # a probe whose caller died is given again later
+    b.succeeded()  # the probe worked: closed everywhere
+    assert a.state == "closed" and a.allow() and raw.keys("tryon:breaker:*") == []
+
+
+def test_an_unreachable_redis_leaves_the_breaker_closed():
+    import redis as redis_py
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    from conftest import free_port
+
+    dead = redis_py.Redis(port=free_port(), socket_connect_timeout=0.2, retry=Retry(NoBackoff(), 0))
+    breaker = SharedCircuitBreaker(dead, "fal", failures=1)
+    breaker.failed()
+    assert breaker.allow() and breaker.status() == ("closed", 0.0)
+    breaker.succeeded()
+
+
+def test_replica_b_skips_fal_after_replica_a_saw_it_fail(tmp_path, fal_server, replicate_server, redis_server,
+                                                         person_png, garment_pngs):
+    from tryon.redis_server import client_for
+
+    settings = chain_settings(tmp_path, fal_server, replicate_server, TRYON_BREAKER_FAILURES="2", TRYON_BREAKER_COOLDOWN="30")
+    replica_a, replica_b = (TryOnService(settings, build_provider(settings, client_for(host="127.0.0.1", port=redis_server.port)))
+                            for _ in range(2))
+    fal_server.behaviour.submit_failures = [500, 500]
+    for _ in range(2):
+        assert replica_a.try_on_sync(person_png, garment_pngs[:1]).timings["provider"] == "replicate"
+    submits = len(fal_server.submits)
+    timings = replica_b.try_on_sync(person_png, garment_pngs[:1]).timings
+    assert len(fal_server.submits) == submits  # replica B did not even ask FAL
+    assert timings["provider"] == "replicate" and timings["failover"][0]["reason"].startswith("circuit open")
+    assert replica_b.provider.health()[0]["state"] == "open" and 25 < replica_b.provider.health()[0]["retry_in_s"] <= 30
 
 
 # --- sync: the chain -----------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""The history of looks on a real Redis: per session, bounded, expiring, files kept and cleaned."""
+"""The history of looks on a real Redis: per session, bounded, expiring, pictures kept in Redis (shared by
+every replica) and cached as files on each machine, cached files cleaned."""
 
 from __future__ import annotations
 
@@ -10,13 +11,19 @@ import pytest
 import redis as redis_py
 from PIL import Image
 
-from tryon.history import KEY, LookHistory
+from tryon.history import KEY, PICTURES_KEY, LookHistory
+from tryon.redis_server import client_for
 
 
 @pytest.fixture
 def history(redis_server, tmp_path):
-    client = redis_py.Redis(port=redis_server.port)
+    client = client_for(host="127.0.0.1", port=redis_server.port)  # the app's client (decode_responses)
     return LookHistory(client, tmp_path / "looks", ttl_s=3600, limit=3)
+
+
+def replica(redis_server, tmp_path, name: str, **options) -> LookHistory:
+    """Another app process on the same Redis, with its own cache directory (another machine)."""
+    return LookHistory(redis_py.Redis(port=redis_server.port), tmp_path / name / "looks", ttl_s=3600, **options)
 
 
 @pytest.fixture
@@ -26,10 +33,10 @@ def photo(tmp_path):
     return str(path)
 
 
-def add(history, session, photo, n=1, description=""):
+def add(history, session, photo, n=1, description="", shade=0):
     return history.add(session, {"person": photo, "garment_1": photo, "garment_2": None},
                        {"categories": ["top", "auto", "auto", "auto"], "num_images": n, "descriptions": [description]},
-                       [Image.new("RGB", (64, 96), (n * 40, 0, 0)) for _ in range(n)], {"garments": 1, "n": n})
+                       [Image.new("RGB", (64, 96), (n * 40, shade, v)) for v in range(n)], {"garments": 1, "n": n})
 
 
 def test_a_look_keeps_copies_of_its_pictures_and_comes_back_newest_first(history, photo):
@@ -51,11 +58,15 @@ def test_sessions_do_not_see_each_other_s_looks_and_the_cookie_is_not_stored(his
     assert len(keys) == 1 and "alice" not in keys[0]
 
 
-def test_the_history_is_bounded_and_dropped_looks_lose_their_files(history, photo):
-    looks = [add(history, "s" * 24, photo, description=f"look {n}") for n in range(5)]
+def test_the_history_is_bounded_and_dropped_looks_lose_their_files(history, photo, redis_server):
+    looks = [add(history, "s" * 24, photo, description=f"look {n}", shade=n) for n in range(5)]
     kept = history.looks("s" * 24)
     assert [look["id"] for look in kept] == [look["id"] for look in reversed(looks[2:])]
     assert not os.path.exists(looks[0]["results"][0]) and not os.path.exists(looks[1]["results"][0])
+    assert os.path.exists(looks[2]["inputs"]["person"])  # the photo the kept looks share stays
+    client = redis_py.Redis(port=redis_server.port)
+    key = history.key_of("s" * 24)
+    assert [client.exists(PICTURES_KEY.format(key, look["id"])) for look in looks] == [0, 0, 1, 1, 1]
 
 
 def test_the_same_look_again_replaces_the_older_one_even_re_encoded(history, photo, tmp_path):
@@ -76,12 +87,14 @@ def test_the_same_look_again_replaces_the_older_one_even_re_encoded(history, pho
     assert len(history.looks("d" * 24)) == 3
 
 
-def test_a_look_is_deleted_with_its_pictures_and_only_by_its_session(history, photo):
+def test_a_look_is_deleted_with_its_pictures_and_only_by_its_session(history, photo, redis_server):
     look = add(history, "e" * 24, photo)
     assert history.remove("f" * 24, look["id"]) is False and len(history.looks("e" * 24)) == 1
     assert history.remove("e" * 24, "../../etc") is False
     assert history.remove("e" * 24, look["id"]) is True
     assert history.looks("e" * 24) == [] and not os.path.exists(look["results"][0]) and not os.path.exists(look["thumbnail"])
+    assert not os.path.exists(look["inputs"]["person"])
+    assert redis_py.Redis(port=redis_server.port).keys("tryon:look-pictures:*") == []
 
 
 def test_the_thumbnail_shows_the_result_with_its_garments_beside_it(history, photo):
@@ -94,28 +107,86 @@ def test_the_thumbnail_shows_the_result_with_its_garments_beside_it(history, pho
     assert any(abs(r - 200) < 16 and abs(g - 100) < 16 and abs(b - 50) < 16 for _, (r, g, b) in colours)  # the garment's colour
 
 
-def test_the_record_expires_with_the_job_ttl(history, photo, redis_server):
-    add(history, "t" * 24, photo)
+def test_the_record_and_its_pictures_expire_with_the_job_ttl(history, photo, redis_server):
+    look = add(history, "t" * 24, photo)
     client = redis_py.Redis(port=redis_server.port)
     key = KEY.format(history.key_of("t" * 24))
-    assert 3500 < client.ttl(key) <= 3600
-    assert json.loads(client.lindex(key, 0))["id"]
+    assert json.loads(client.lindex(key, 0))["id"] == look["id"]
+    written = client.keys("*")
+    assert sorted(k.decode() for k in written) == sorted([key, PICTURES_KEY.format(history.key_of("t" * 24), look["id"])])
+    assert all(3500 < client.ttl(k) <= 3600 for k in written)  # every key expires
 
 
-def test_looks_whose_files_are_gone_are_not_offered(history, photo):
+def test_a_look_made_through_one_replica_is_shown_by_another(history, photo, redis_server, tmp_path):
+    """Two app processes behind a load balancer, one Redis, each its own disk."""
+    made = add(history, "r" * 24, photo, n=2)
+    other = replica(redis_server, tmp_path, "replica-b")
+    (look,) = other.looks("r" * 24)
+    assert look["id"] == made["id"] and look["settings"] == made["settings"] and look["timings"] == made["timings"]
+    for field in ("person", "garment_1"):
+        assert look["inputs"][field].startswith(str(other.root))
+        assert open(look["inputs"][field], "rb").read() == open(made["inputs"][field], "rb").read()
+    assert [open(p, "rb").read() for p in look["results"]] == [open(p, "rb").read() for p in made["results"]]
+    assert Image.open(look["thumbnail"]).size == Image.open(made["thumbnail"]).size
+    # The same look tried again through the other replica replaces it for both; a delete there too.
+    again = other.add("r" * 24, {"person": look["inputs"]["person"], "garment_1": look["inputs"]["garment_1"]},
+                      {**look["settings"]}, [look["results"][0], look["results"][1]], {"garments": 1})
+    assert [x["id"] for x in history.looks("r" * 24)] == [again["id"]]
+    assert other.remove("r" * 24, again["id"]) is True
+    assert other.looks("r" * 24) == [] and not list((other.root / other.key_of("r" * 24)).iterdir())
+    # The first replica's copies go at its next read of that history (past a minute's grace for a look being added).
+    cached = list((history.root / history.key_of("r" * 24)).iterdir())
+    assert cached
+    for path in cached:
+        os.utime(path, (time.time() - 120, time.time() - 120))
+    assert history.looks("r" * 24) == [] and not list((history.root / history.key_of("r" * 24)).iterdir())
+
+
+def test_the_cache_is_safe_to_delete_and_refilled_from_redis(history, photo):
+    look = add(history, "c" * 24, photo)
+    content = open(look["results"][0], "rb").read()
+    import shutil
+
+    shutil.rmtree(history.root)
+    history.root.mkdir()
+    (again,) = history.looks("c" * 24)
+    assert again["results"] == look["results"] and open(again["results"][0], "rb").read() == content
+    # A tampered cached copy is noticed only by its reader; one missing, refetched, is checked against its name.
+    os.remove(again["results"][0])
+    history.redis.hset(PICTURES_KEY.format(history.key_of("c" * 24), look["id"]), os.path.basename(look["results"][0]), b"junk")
+    assert history.looks("c" * 24) == []
+
+
+def test_looks_whose_pictures_are_gone_are_not_offered(history, photo):
     look = add(history, "u" * 24, photo)
+    history.redis.delete(PICTURES_KEY.format(history.key_of("u" * 24), look["id"]))  # expired in Redis
     os.remove(look["results"][0])
     assert history.looks("u" * 24) == []
 
 
-def test_folders_older_than_the_ttl_are_removed(history, photo):
+def test_cached_pictures_of_expired_looks_are_removed(history, photo):
     old = add(history, "v" * 24, photo)
     folder = os.path.dirname(old["results"][0])
     past = time.time() - 7200
+    for name in os.listdir(folder):
+        os.utime(os.path.join(folder, name), (past, past))
     os.utime(folder, (past, past))
-    add(history, "w" * 24, photo)  # any later look sweeps expired folders
-    assert not os.path.exists(folder)
-    assert not os.path.exists(os.path.dirname(folder))  # and the session's folder, now empty
+    history._next_sweep = 0  # a sweep runs at most once a minute, on an add
+    add(history, "w" * 24, photo)  # any later look sweeps expired copies
+    assert not os.path.exists(folder)  # and the session's folder, now empty
+
+
+def test_an_older_version_s_records_and_folders_still_work_then_go(history, photo, redis_server):
+    """Records written before the pictures moved to Redis held paths under the data dir."""
+    key = history.key_of("o" * 24)
+    folder = history.root / key / ("a" * 16)
+    folder.mkdir(parents=True)
+    Image.new("RGB", (8, 8)).save(folder / "result_1.png")
+    legacy = {"id": "a" * 16, "created_at": int(time.time() * 1000), "inputs": {}, "settings": {}, "timings": {},
+              "results": [str(folder / "result_1.png")], "thumbnail": None}
+    history.redis.lpush(KEY.format(key), json.dumps(legacy))
+    assert [look["id"] for look in history.looks("o" * 24)] == ["a" * 16]
+    assert history.remove("o" * 24, "a" * 16) and not folder.exists()
 
 
 def test_the_history_keeps_the_normalized_photo_not_the_raw_upload(history, tmp_path):

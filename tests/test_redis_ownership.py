@@ -119,8 +119,8 @@ def test_the_worker_process_owns_the_embedded_redis_and_shares_the_preview_pictu
         handle = connect(None, tmp_path)
         assert handle.server.pid is None  # the worker owns it
         settings = Settings.from_env({"TRYON_DATA_DIR": str(tmp_path)})
-        service = TryOnService(settings, build_provider(settings), JobQueue(handle.client))
-        job = service.submit_job(person_png, garment_pngs[:1])  # its photos reach the worker through preview/
+        service = TryOnService(settings, build_provider(settings, handle.client), JobQueue(handle.client))
+        job = service.submit_job(person_png, garment_pngs[:1])  # its photos reach the worker through Redis
         assert wait_until(lambda: service.job_status(job.job_id)["status"] in ("done", "error"), 30)
         answer = service.job_status(job.job_id)
         assert answer["status"] == "done" and answer["image_url"].startswith("data:image/jpeg;base64,")

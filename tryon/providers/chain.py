@@ -4,7 +4,8 @@
 circuit breaker lets it through; on an outage (5xx after the client's own retries, no answer,
 429 after the client's own back-off, a rejected key) the call moves on to the next one, and the
 result says who served it and why the others were passed over. A rejected input is not an outage:
-the same photo would be rejected everywhere, so it is raised as it is.
+the same photo would be rejected everywhere, so it is raised as it is. Built with the app's Redis,
+the breakers live there (breaker.SharedCircuitBreaker): an outage one replica sees, all replicas skip.
 
 References are the members' own (a FAL CDN URL, a Replicate file URL, a data: URL). When a call
 moves to another provider, the photos it was given are uploaded again to that provider if we
@@ -17,15 +18,18 @@ from __future__ import annotations
 
 import time
 from dataclasses import replace
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 from ..cache import TTLCache
 from ..errors import ProviderError
 from ..images import NormalizedImage
 from ..models import get, known
 from .base import EditOptions, EditResult, Provider
-from .breaker import CircuitBreaker
+from .breaker import CircuitBreaker, SharedCircuitBreaker
 from .download import ResultDownloader
+
+if TYPE_CHECKING:
+    from redis import Redis
 
 # Errors that say "this provider is down or refusing us", not "this request is bad".
 OUTAGES = {"provider_unavailable", "provider_unreachable", "provider_timeout", "provider_busy",
@@ -40,14 +44,20 @@ class ProviderChain:
     is_preview = False
 
     def __init__(self, providers: Sequence[Provider], failures: int = 3, cooldown_s: float = 60.0,
-                 clock: Callable[[], float] = time.monotonic):
+                 clock: Callable[[], float] | None = None, redis: "Redis | None" = None):
+        """With `redis`, each member's breaker lives there (`tryon:breaker:<name>`), shared by every
+        process of the app; without, in this process (`clock` defaults to Redis's TIME, or to
+        `time.monotonic` in memory)."""
         if not providers:
             raise ValueError("a provider chain needs at least one provider")
         if any(p.is_preview for p in providers):
             raise ValueError("the offline preview cannot be part of a failover chain")
         self.members = list(providers)
         self.by_name = {p.name: p for p in providers}
-        self.breakers = {p.name: CircuitBreaker(failures, cooldown_s, clock) for p in providers}
+        if redis is not None:
+            self.breakers = {p.name: SharedCircuitBreaker(redis, p.name, failures, cooldown_s, clock) for p in providers}
+        else:
+            self.breakers = {p.name: CircuitBreaker(failures, cooldown_s, clock or time.monotonic) for p in providers}
         self.name = ",".join(p.name for p in providers)
         self.label = " → ".join(p.label for p in providers)
         ttls = [p.upload_ttl_s for p in providers]
@@ -135,8 +145,11 @@ class ProviderChain:
 
     def health(self) -> list[dict]:
         """Each member's breaker, for the UI and /api/metrics."""
-        return [{"provider": p.name, "label": p.label, "state": self.breakers[p.name].state,
-                 "retry_in_s": round(self.breakers[p.name].retry_in(), 1)} for p in self.members]
+        health = []
+        for p in self.members:
+            state, retry_in = self.breakers[p.name].status()  # one read: the two always agree
+            health.append({"provider": p.name, "label": p.label, "state": state, "retry_in_s": round(retry_in, 1)})
+        return health
 
     # -- helpers --------------------------------------------------------------------------
 

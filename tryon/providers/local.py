@@ -31,9 +31,10 @@ class LocalPreviewProvider:
     upload_ttl_s = None  # storing is local and cheap: nothing to save by caching
 
     def __init__(self, store: ImageStore | None = None):
-        self.store = store if store is not None else ImageStore()  # in memory only; the app passes one on its data dir
+        self.store = store if store is not None else ImageStore()  # in memory only; the app passes one on its Redis
         # A chained result keeps the layout of the person it came from: re-detecting on a
-        # picture that already wears a garment would find the garment, not the body.
+        # picture that already wears a garment would find the garment, not the body. (In this
+        # process only: a sync chain runs in one process, and an async job makes one call.)
         self._layouts: OrderedDict[str, BodyLayout] = OrderedDict()
         self._layouts_lock = threading.Lock()
 

@@ -7,19 +7,27 @@
 - Keys are compared in constant time, against every key, so timing tells
   nothing about how much of a guess was right.
 - The REST rate limit is a token bucket per client (its key, else its IP); failed logins and
-  failed keys have a bucket of their own per address (`auth_throttle.AuthThrottle`).
+  failed keys have a bucket of their own per address (`auth_throttle.AuthThrottle`). Buckets
+  live in Redis, shared by every replica of the app.
 - `GradioLogins` reads gradio's own login session, so routes gradio does not guard itself
   (its MCP server) can require the same login.
 """
 
 from __future__ import annotations
 
+import hashlib
 import hmac
-import threading
+import logging
 import time
 from typing import Callable, Mapping
 
+import redis
+
 from ..config import Settings
+
+log = logging.getLogger(__name__)
+
+RATE_KEY = "tryon:rate:{}:{}"  # name ("rest", "auth"), sha256 of the client id (first 32 hex digits)
 
 
 def key_is_valid(candidate: object, keys: tuple[str, ...]) -> bool:
@@ -86,44 +94,91 @@ def openness(settings: Settings) -> str:
 
 
 class RateLimiter:
-    """A token bucket per client: `per_minute` requests a minute, bursts up to the same number."""
+    """A token bucket per client: `per_minute` requests a minute, bursts up to the same number.
 
-    def __init__(self, per_minute: int, clock: Callable[[], float] = time.monotonic, max_clients: int = 10_000):
+    The buckets live in Redis, so every replica of the app spends and reads the same ones: the hash
+    `tryon:rate:<name>:<sha256 of the client id>` (a client id may hold an API key, which never goes
+    into a key name), updated by one Lua script and expiring once it would be full again (a missing
+    bucket is a full one). `clock`: the tests' (seconds); by default Redis's `TIME`, one clock for
+    every replica. With Redis unreachable, requests are let through (logged once a minute): the
+    limiter must not turn a Redis outage into a refusal of everyone."""
+
+    def __init__(self, per_minute: int, client: "redis.Redis", name: str, clock: Callable[[], float] | None = None):
         self.rate = per_minute / 60.0
         self.capacity = float(per_minute)
+        self.redis = client
+        self.name = name
         self.clock = clock
-        self.max_clients = max_clients
-        self._buckets: dict[str, tuple[float, float]] = {}
-        self._lock = threading.Lock()
+        self._take = client.register_script(_BUCKET_TAKE)
+        self._peek = client.register_script(_BUCKET_PEEK)
+        self._refund = client.register_script(_BUCKET_REFUND)
+        self._warned = float("-inf")
+
+    def key(self, client: str) -> str:
+        return RATE_KEY.format(self.name, hashlib.sha256(client.encode()).hexdigest()[:32])
+
+    def _args(self) -> list:
+        return ["" if self.clock is None else repr(float(self.clock())), repr(self.rate), repr(self.capacity)]
+
+    def _unreachable(self, error: Exception) -> None:
+        if time.monotonic() - self._warned > 60:
+            self._warned = time.monotonic()
+            log.warning("rate limiter %s: Redis unreachable (%s); requests let through", self.name, type(error).__name__)
 
     def wait(self, client: str) -> float:
         """Seconds until `client` has a token again (0: it has one now); takes nothing."""
-        now = self.clock()
-        with self._lock:
-            tokens, last = self._buckets.get(client, (self.capacity, now))
-        tokens = min(self.capacity, tokens + (now - last) * self.rate)
-        return 0.0 if tokens >= 1 else (1 - tokens) / self.rate
+        try:
+            return float(self._peek(keys=[self.key(client)], args=self._args()))
+        except redis.RedisError as error:
+            self._unreachable(error)
+            return 0.0
 
     def refund(self, client: str) -> None:
         """Give back a token taken by `allow` (the attempt turned out not to count)."""
-        with self._lock:
-            if client in self._buckets:
-                tokens, last = self._buckets[client]
-                self._buckets[client] = (min(self.capacity, tokens + 1), last)
+        try:
+            self._refund(keys=[self.key(client)], args=self._args())
+        except redis.RedisError as error:
+            self._unreachable(error)
 
     def allow(self, client: str) -> tuple[bool, float]:
         """(allowed, seconds until the next request would be)."""
-        now = self.clock()
-        with self._lock:
-            tokens, last = self._buckets.get(client, (self.capacity, now))
-            tokens = min(self.capacity, tokens + (now - last) * self.rate)
-            if tokens >= 1:
-                self._buckets[client] = (tokens - 1, now)
-                allowed, wait = True, 0.0
-            else:
-                self._buckets[client] = (tokens, now)
-                allowed, wait = False, (1 - tokens) / self.rate
-            if len(self._buckets) > self.max_clients:  # forget the quietest clients rather than grow without bound
-                for stale in sorted(self._buckets, key=lambda c: self._buckets[c][1])[: self.max_clients // 10]:
-                    del self._buckets[stale]
-        return allowed, wait
+        try:
+            allowed, wait = self._take(keys=[self.key(client)], args=self._args())
+        except redis.RedisError as error:
+            self._unreachable(error)
+            return True, 0.0
+        return bool(int(allowed)), float(wait)
+
+
+# A bucket: hash t (tokens) and ts (when counted). ARGV: now ("" for Redis's TIME), rate a second,
+# capacity. Numbers go back as strings (Redis turns a Lua number into an integer).
+_BUCKET = """
+local now = tonumber(ARGV[1])
+if not now then
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+end
+local rate, capacity = tonumber(ARGV[2]), tonumber(ARGV[3])
+local tokens = tonumber(redis.call('HGET', KEYS[1], 't'))
+local last = tonumber(redis.call('HGET', KEYS[1], 'ts'))
+if not tokens or not last then tokens, last = capacity, now end
+"""
+_BUCKET_PEEK = _BUCKET + """
+tokens = math.min(capacity, tokens + math.max(0, now - last) * rate)
+if tokens >= 1 then return '0' end
+return tostring((1 - tokens) / rate)
+"""
+_BUCKET_TAKE = _BUCKET + """
+tokens = math.min(capacity, tokens + math.max(0, now - last) * rate)
+local allowed, wait = 0, (1 - tokens) / rate
+if tokens >= 1 then tokens, allowed, wait = tokens - 1, 1, 0 end
+redis.call('HSET', KEYS[1], 't', tostring(tokens), 'ts', tostring(now))
+redis.call('PEXPIRE', KEYS[1], math.floor((capacity - tokens) / rate * 1000) + 1000)
+return {allowed, tostring(wait)}
+"""
+_BUCKET_REFUND = _BUCKET + """
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  redis.call('HSET', KEYS[1], 't', tostring(math.min(capacity, tokens + 1)))
+end
+return 0
+"""

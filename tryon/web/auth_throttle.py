@@ -6,12 +6,16 @@ REST API, `/metrics` or the MCP routes) takes a token from that address's bucket
 is empty, those routes answer 429 with Retry-After, whatever the credentials, until it refills.
 Successes cost nothing. While an address is refused, its login page says why (gradio's page
 shows the `auth_message` of its 401 `/config` answer; its login form shows nothing for a 429).
+The buckets are in Redis (`access.RateLimiter`), so an address's failures count on every replica;
+each bucket call runs on a worker thread, so a slow Redis never holds up the event loop.
 """
 
 from __future__ import annotations
 
 import math
 
+import anyio
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import HTTPConnection
 from starlette.responses import JSONResponse
 
@@ -55,40 +59,41 @@ class AuthThrottle:
         path = scope["path"]
         failed, pay_first = failure_status(scope["method"], path)
         if failed is None:
-            if path in CONFIG and self.logins is not None and (wait := self.limiter.wait(client)):
+            if path in CONFIG and self.logins is not None and (wait := await run_in_threadpool(self.limiter.wait, client)):
                 conn = HTTPConnection(scope)
                 if self.logins.user(conn.cookies) is None:
                     detail = {"error": "Not authenticated", "auth_message": _refused_text(conn, wait)}
                     return await JSONResponse({"detail": detail}, status_code=401)(scope, receive, send)
             return await self.app(scope, receive, send)
         if pay_first:
-            allowed, wait = self.limiter.allow(client)
+            allowed, wait = await run_in_threadpool(self.limiter.allow, client)
         else:
-            wait = self.limiter.wait(client)
+            wait = await run_in_threadpool(self.limiter.wait, client)
             allowed = wait == 0
         if not allowed:
             return await self._refuse(scope, receive, send, wait)
         settled = False
 
-        def settle(status: int | None) -> None:
+        async def settle(status: int | None) -> None:
             nonlocal settled
             if settled:
                 return
             settled = True
             if pay_first and status != failed:
-                self.limiter.refund(client)
+                await run_in_threadpool(self.limiter.refund, client)
             elif not pay_first and status == failed:
-                self.limiter.allow(client)
+                await run_in_threadpool(self.limiter.allow, client)
 
         async def watched_send(message):
             if message["type"] == "http.response.start":
-                settle(message["status"])  # at the start: an MCP event stream may stay open for long
+                await settle(message["status"])  # at the start: an MCP event stream may stay open for long
             await send(message)
 
         try:
             await self.app(scope, receive, watched_send)
         finally:
-            settle(None)
+            with anyio.CancelScope(shield=True):  # a client gone mid-request still settles its token
+                await settle(None)
 
     async def _refuse(self, scope, receive, send, wait: float) -> None:
         conn = HTTPConnection(scope)
