@@ -72,18 +72,24 @@ def create_service(settings: Settings):
     from tryon.fetch import SafeFetcher
     from tryon.history import LookHistory
     from tryon.jobs import JobQueue
+    from tryon.limits import Ledger
     from tryon.metrics import Metrics
     from tryon.providers import build_provider
     from tryon.redis_server import connect
     from tryon.service import TryOnService
     from tryon.worker import WorkerPool
 
-    provider = build_provider(settings)
     redis_handle = connect(settings.redis_url, settings.data_dir)
+    try:  # the preview's pictures and the breakers live in Redis, shared by every replica
+        provider = build_provider(settings, redis_handle.client)
+    except BaseException:
+        redis_handle.close()
+        raise
     queue = JobQueue(redis_handle.client, settings.job_ttl_s, settings.job_visibility_s, settings.job_max_attempts)
     fetcher = SafeFetcher(max_bytes=settings.max_upload_bytes)
     service = TryOnService(settings, provider, queue, fetcher=fetcher, metrics=Metrics(redis_handle.client),
-                           history=LookHistory(redis_handle.client, looks_dir(settings), settings.job_ttl_s))
+                           history=LookHistory(redis_handle.client, looks_dir(settings), settings.job_ttl_s),
+                           ledger=Ledger(redis_handle.client, settings))
     workers = WorkerPool(service, settings.workers).start() if settings.workers else None
     return service, Runtime(redis_handle, workers, settings.shutdown_grace_s)
 
@@ -110,6 +116,8 @@ def create_app(settings: Settings):
     from tryon.web.mcp_guard import McpGuard
     from tryon.web.rest import build_router, http_error, unexpected_error, validation_error
     from tryon.web.session_files import SessionFiles
+    from tryon.web.sign_in import SignInRefusal
+    from tryon.web.visitors import ClientAddress
     from tryon.web.page import build_demo, launch_options
 
     api = FastAPI(
@@ -129,7 +137,7 @@ def create_app(settings: Settings):
     # the app's own folders (history, embedded Redis) are under the same gate and never handed out.
     api.add_middleware(SessionFiles, owners=demo.file_gate.owners,
                        cache_roots=[gr_utils.get_upload_folder(), str(gr_utils.get_cache_folder()), *private_dirs(settings)])
-    api.include_router(build_router(service, settings))
+    api.include_router(build_router(service, settings, runtime.redis.client))
 
     @api.get("/metrics", response_class=PlainTextResponse, include_in_schema=False)
     def prometheus(request: Request):
@@ -138,7 +146,7 @@ def create_app(settings: Settings):
             token = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
             if not key_is_valid(token, settings.api_keys):
                 return PlainTextResponse("missing or invalid API key\n", status_code=401)
-        return service.metrics.prometheus()
+        return service.metrics.prometheus() + (service.ledger.prometheus() if service.ledger else "")
 
     demo.queue(max_size=settings.queue_size, default_concurrency_limit=settings.concurrency)
     gr.mount_gradio_app(
@@ -162,7 +170,12 @@ def create_app(settings: Settings):
         # Outermost: MCP needs the login too, and every failed login or key costs the address a token.
         logins = GradioLogins.mounted_in(api)
         api.add_middleware(McpGuard, keys=settings.api_keys, logins=logins)
-        api.add_middleware(AuthThrottle, limiter=RateLimiter(settings.auth_failures_per_min), logins=logins)
+        api.add_middleware(AuthThrottle, limiter=RateLimiter(settings.auth_failures_per_min, runtime.redis.client, "auth"),
+                           logins=logins)
+    if settings.hf_oauth:  # a visitor who declines signing in is sent back to the page, not to a 500
+        api.add_middleware(SignInRefusal)
+    # Outermost of all: every layer inside sees the client's address, settled once (tryon/web/visitors.py).
+    api.add_middleware(ClientAddress, proxies=settings.trusted_proxies)
     return api, runtime
 
 
@@ -192,7 +205,10 @@ def main() -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: None)
     try:
-        uvicorn.run(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=settings.shutdown_grace_s)
+        # proxy_headers=False: X-Forwarded-For is read by our ClientAddress, from TRYON_TRUSTED_PROXIES only
+        # (uvicorn's own default believes any loopback peer).
+        uvicorn.run(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=settings.shutdown_grace_s,
+                    proxy_headers=False)
     finally:
         log.info("shutting down: work in flight gets up to %.0f s", settings.shutdown_grace_s)
         runtime.close()

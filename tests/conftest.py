@@ -90,6 +90,12 @@ class RunningApp:
         return self.log_path.read_text(errors="replace")
 
 
+# The app's quotas and budgets off (their defaults would stop a test's tenth look on the FAL test
+# server); tests/test_quotas.py turns them on.
+NO_LIMITS = {f"TRYON_QUOTA_{kind}_{unit}": "none" for kind in ("ANONYMOUS", "SIGNED_IN", "API_KEY") for unit in ("CALLS", "USD")}
+NO_LIMITS |= {"TRYON_DAILY_BUDGET_USD": "none", "TRYON_DAILY_BUDGET_PER_VISITOR_USD": "none"}
+
+
 def start_app(tmp_dir: Path, extra_env: dict[str, str] | None = None, timeout: float = 90) -> RunningApp:
     """`python app.py` as a user runs it, on a free loopback port; waits until it answers."""
     port = free_port()
@@ -103,6 +109,7 @@ def start_app(tmp_dir: Path, extra_env: dict[str, str] | None = None, timeout: f
         PYTHONUNBUFFERED="1",
     )
     (tmp_dir / "tmp").mkdir(parents=True, exist_ok=True)
+    env.update(NO_LIMITS)  # tests run many paid looks from one address; the quota tests set their own
     env.update(extra_env or {})
     tmp_dir.mkdir(parents=True, exist_ok=True)
     log_path = tmp_dir / f"app-{port}.log"

@@ -293,6 +293,7 @@ class Job:
 class FalTestServer:
     def __init__(self, key: str = "test-fal-key", port: int = 0, cert: Path | None = None, key_file: Path | None = None):
         self.key = key
+        self.other_keys: set[str] = set()  # more accounts' keys (a visitor bringing their own)
         self.behaviour = Behaviour()
         self.requests: list[Recorded] = []
         self.files: dict[str, tuple[bytes, str, float | None]] = {}  # id -> (data, type, expires at)
@@ -337,6 +338,7 @@ class FalTestServer:
             self.requests.clear()
             self.jobs.clear()
             self.clock_offset_s = 0.0
+            self.other_keys.clear()
 
     def now(self) -> float:
         return time.monotonic() + self.clock_offset_s
@@ -568,7 +570,7 @@ class _Handler(BaseHTTPRequestHandler):
         return parts.path, record.query
 
     def _key_ok(self) -> bool:
-        return self.headers.get("Authorization") == f"Key {self.fal.key}"
+        return self.headers.get("Authorization") in {f"Key {key}" for key in (self.fal.key, *self.fal.other_keys)}
 
     # -- routes ---------------------------------------------------------------------------
 

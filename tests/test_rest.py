@@ -26,6 +26,8 @@ def rest_app(tmp_path_factory, fal_server_session):
     env = fal_server_session.env(
         REDIS_URL=redis_for_app.url, TRYON_API_KEYS=f"{KEY},{RATE_KEY},{OUTFIT_KEY}", TRYON_AUTH="ann:secret-pass",
         TRYON_RATE_LIMIT="20", TRYON_MAX_UPLOAD_MB="2", TRYON_CONCURRENCY="1", TRYON_REQUEST_TIMEOUT="3",
+        # As behind a proxy on this machine: a test names another client with X-Forwarded-For.
+        TRYON_TRUSTED_PROXIES="127.0.0.1",
     )
     app = start_app(tmp_path_factory.mktemp("rest-app"), env)
     yield app

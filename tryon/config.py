@@ -306,7 +306,10 @@ class Settings:
         visitor_daily_budget_usd = _parse(env, "TRYON_DAILY_BUDGET_PER_VISITOR_USD", 5.0, _limit(float),
                                           lambda v: v is None or 0 <= v <= 10**7, "US dollars per visitor per day (e.g. 5), or none")
         own_keys = _parse(env, "TRYON_OWN_KEYS", True, _boolean, lambda v: True, "1 or 0 (true or false)")
-        hf_oauth = bool((env.get("OAUTH_CLIENT_ID") or "").strip() and (env.get("OPENID_PROVIDER_URL") or "").strip())
+        # As gradio decides (gradio.utils.get_space): its real OAuth routes run only on a Space; elsewhere it
+        # would fake them with this machine's own HF login, so the button is shown only where it works.
+        hf_oauth = bool((env.get("OAUTH_CLIENT_ID") or "").strip() and (env.get("OPENID_PROVIDER_URL") or "").strip()
+                        and env.get("SYSTEM") == "spaces" and (env.get("SPACE_ID") or "").strip())
         return cls(
             trusted_proxies=trusted_proxies,
             quota_window_s=quota_window_s,

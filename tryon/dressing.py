@@ -107,6 +107,8 @@ class Dresser:
                                     journal, position, persist, on_poll)
             except ProviderError as error:
                 if error.code not in REFUSED or not models or deadline - time.monotonic() < 1.0:
+                    # The calls that made a picture were paid for all the same (the quota counts them).
+                    error.paid = discarded + [entry for entry in journal[:position] if entry.get("ref")]
                     raise  # no other model, or no time left for one: the refusal is the answer
                 passed_over.append({"model": model.id if model else None, "step": position + 1,
                                     "reason": f"{error.code}: {error.message('en')}"})

@@ -174,6 +174,26 @@ MESSAGES: dict[str, dict[str, str]] = {
         "en": "Too many requests; try again in {seconds:.0f} s.",
         "es": "Demasiadas peticiones; inténtalo de nuevo en {seconds:.0f} s.",
     },
+    "quota_exceeded": {
+        "en": "You have reached the limit of {limit} per {window} for {who}. It resets in {wait}.{hint}",
+        "es": "Has llegado al límite de {limit} por {window} para {who}. Se renueva en {wait}.{hint}",
+    },
+    "budget_exhausted": {
+        "en": "{whose} of {limit} is spent for today. It resets in {wait} (at midnight UTC).{hint}",
+        "es": "{whose} de {limit} está agotado por hoy. Se renueva en {wait} (a medianoche UTC).{hint}",
+    },
+    "own_key_not_allowed": {
+        "en": "This app does not take visitors' own FAL keys.",
+        "es": "Esta aplicación no acepta claves de FAL propias de los visitantes.",
+    },
+    "own_key_sync_only": {
+        "en": "Your own FAL key works in Sync mode only: a queued job would have to store it. Switch to Sync, or remove the key.",
+        "es": "Tu propia clave de FAL solo funciona en modo Sync: un trabajo en cola tendría que guardarla. Cambia a Sync o quita la clave.",
+    },
+    "bad_own_key": {
+        "en": "That FAL key does not look right: a FAL key is an id and a secret joined by a colon (id:secret).",
+        "es": "Esa clave de FAL no parece correcta: una clave de FAL es un id y un secreto unidos por dos puntos (id:secreto).",
+    },
     "busy": {
         "en": "The server is busy with other try-ons; try again in a moment.",
         "es": "El servidor está ocupado con otras pruebas; inténtalo de nuevo en un momento.",

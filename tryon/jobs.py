@@ -30,7 +30,7 @@ STREAM = "tryon:jobs"
 GROUP = "workers"
 JOB_KEY = "tryon:job:{}"
 STATUSES = ("queued", "processing", "done", "error")
-JSON_FIELDS = ("inputs", "timings", "steps")
+JSON_FIELDS = ("inputs", "timings", "steps", "hold")
 
 # Fenced write: update the record only while this worker owns the job.
 _FENCED_HSET = """
@@ -81,6 +81,7 @@ class Job:
     worker: str | None = None
     timings: dict[str, Any] = field(default_factory=dict)
     steps: list[dict[str, Any]] = field(default_factory=list)  # tryon.dressing's journal: each call, submitted then done
+    hold: dict[str, Any] | None = None  # tryon.limits.Hold: the estimate reserved at submit, settled at the end
 
     @classmethod
     def from_hash(cls, data: dict[str, str]) -> "Job":
@@ -150,13 +151,15 @@ class JobQueue:
 
     # -- the submitting side ----------------------------------------------------------------
 
-    def submit(self, inputs: list[dict[str, Any]], provider: str, timings: dict[str, Any] | None = None) -> Job:
+    def submit(self, inputs: list[dict[str, Any]], provider: str, timings: dict[str, Any] | None = None,
+               hold: dict[str, Any] | None = None) -> Job:
         if not self._group_ready:
             self.ensure_group()
         job = Job(job_id=new_job_id(), status="queued", created_at=now_ms(), inputs=inputs, provider=provider,
-                  timings=timings or {})
+                  timings=timings or {}, hold=hold)
         key = JOB_KEY.format(job.job_id)
-        record = _encode({k: getattr(job, k) for k in ("job_id", "status", "created_at", "inputs", "provider", "attempts", "timings")})
+        fields = ("job_id", "status", "created_at", "inputs", "provider", "attempts", "timings") + (("hold",) if hold else ())
+        record = _encode({k: getattr(job, k) for k in fields})
         pipe = self.redis.pipeline(transaction=True)
         pipe.hset(key, mapping=record)
         pipe.expire(key, self.ttl_s)

@@ -62,6 +62,8 @@ USER_ERRORS = frozenset({
     "no_person", "no_garment", "too_many_garments", "bad_category", "description_too_long", "bad_order",
     "bad_variants", "bad_option", "bad_api_key", "rate_limited", "body_too_large", "bad_json", "bad_field",
     "job_not_found", "unknown_model", "model_cannot", "model_unavailable",
+    # the visitor's allowance (tryon/limits): refused before any model call
+    "quota_exceeded", "budget_exhausted", "own_key_not_allowed", "own_key_sync_only", "bad_own_key",
 })
 REFUSALS = frozenset({"content_policy"})
 # Listed so that every code has been decided on (tests check errors.MESSAGES against the three sets).
@@ -153,7 +155,9 @@ def event_from(mode: str, provider: str, outcome: str, timings: dict[str, Any] |
     timings = timings or {}
     uploads = timings.get("uploads") or []
     offline = bool(timings.get("offline_preview")) or provider == OFFLINE
-    calls = model_calls(timings, settings) if outcome == "ok" else {}
+    # A visitor's own FAL key pays for their look: it is not the app's spend.
+    paid_by_app = outcome == "ok" and not timings.get("own_key")
+    calls = model_calls(timings, settings) if paid_by_app else {}
     return {
         "ts": int(time.time() * 1000),
         "request_id": timings.get("requestId", ""),
@@ -172,8 +176,9 @@ def event_from(mode: str, provider: str, outcome: str, timings: dict[str, Any] |
         "uploads_cached": 0 if offline else sum(1 for u in uploads if u.get("upload") in ("cached", "shared")),
         "calls": calls,
         "model": timings.get("model") or "",
-        "models": spend_by_model(timings) if outcome == "ok" else {},
-        "cost_usd": timings.get("cost_usd") if outcome == "ok" else "",
+        "models": spend_by_model(timings) if paid_by_app else {},
+        "cost_usd": timings.get("cost_usd") if paid_by_app else "",
+        "own_key": 1 if timings.get("own_key") else "",
     }
 
 

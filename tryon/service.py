@@ -15,6 +15,7 @@ try_on_sync(person, garments):
 from __future__ import annotations
 
 import base64
+import copy
 import hashlib
 import json
 import io
@@ -36,6 +37,7 @@ from .metrics import Metrics, event_from, request_log
 from .config import MAX_GARMENTS, Settings
 from .errors import InvalidRequest, ProviderError, TryOnError
 from .images import ImageSource, Limits, NormalizedImage, load_image, read_bytes
+from .limits import Hold, Ledger, Visitor
 from .preview.badge import stamp_badge
 from .jobs import Job, JobQueue, now_ms
 from .outfit import GarmentSpec, Outfit, nearest_ratio
@@ -107,8 +109,10 @@ def collect_inputs(person: ImageSource | None, garments: Sequence[ImageSource | 
 class TryOnService:
     def __init__(self, settings: Settings, provider: Provider, queue: JobQueue | None = None,
                  fetcher: "SafeFetcher | None" = None, metrics: "Metrics | None" = None,
-                 history: "LookHistory | None" = None):
+                 history: "LookHistory | None" = None, ledger: Ledger | None = None):
         self.settings = settings
+        # Quotas and the day's budget (tryon.limits); None: nothing is limited (a library user's own service).
+        self.ledger = ledger
         self.provider = provider
         self.queue = queue  # None: no Redis, so no async jobs
         self.fetcher = fetcher  # None: image URLs are refused
@@ -221,19 +225,70 @@ class TryOnService:
         fetch: bool = True,
         outfit: Outfit | None = None,
         fallback: bool = True,
+        visitor: Visitor | None = None,
     ) -> TryOnResult:
         """fetch=False: when the provider keeps the result at a public URL, return the URL and skip
         downloading the picture (the REST API hands the URL on, as the seed did). `outfit`: the
         garments' categories and descriptions, their order, the number and size of results, the
         model. `fallback=False`: no other model answers if it refuses (a comparison of two models).
+        `visitor`: who asks (tryon.limits): the look is counted against their quota and the day's
+        budget before any model is called, or runs on the FAL key they brought.
         Each step is told to a `tryon.progress` listener, if the caller has one."""
         try:
-            result = self._try_on_sync(person, garments, fetch, outfit or Outfit(), fallback)
+            result = self._run_as(visitor)._try_on_sync(person, garments, fetch, outfit or Outfit(), fallback, visitor)
         except TryOnError as error:
             self.record("sync", error.code, None, sum(1 for g in garments or [] if not _is_empty(g)))
             raise
         self.record("sync", "ok", result.timings, result.timings["garments"])
         return result
+
+    # -- who pays: the visitor's quota and the day's budget, or the visitor's own key ----------
+
+    def _run_as(self, visitor: Visitor | None) -> "TryOnService":
+        """This service, or (a visitor with their own FAL key) a shallow copy of it whose provider
+        is FAL on that key: the caches and pools are shared, the key lives only in this request."""
+        if visitor is None or not visitor.pays_own_way:
+            return self
+        if not self.settings.own_keys:
+            raise InvalidRequest("own_key_not_allowed", http_status=403)
+        key = visitor.own_fal_key or ""
+        if ":" not in key or len(key) > 512 or any(c.isspace() for c in key):
+            raise InvalidRequest("bad_own_key")
+        from .providers.fal import FalProvider
+
+        own = copy.copy(self)
+        own.provider = FalProvider(replace(self.settings, fal_key=key, provider_choice="fal"))
+        own.queue = None  # a job would have to store the key for its worker
+        return own
+
+    def _hold(self, visitor: Visitor | None, outfit: Outfit, garments: int, mode: str) -> Hold | None:
+        """Reserve this look's estimate before any model call (refused: quota_exceeded or
+        budget_exhausted, nothing spent). Free looks (the offline preview) and a visitor's own key
+        are not counted."""
+        if visitor is None or visitor.pays_own_way or self.ledger is None or self.provider.is_preview:
+            return None
+        estimate = self.estimate(outfit, garments, mode)
+        return self.ledger.reserve(visitor, int(estimate["calls"]), estimate["usd"])
+
+    def _settle(self, hold: Hold | None, calls: list[dict[str, Any]]) -> None:
+        """The hold becomes what the calls made cost (every call that made a picture, a discarded
+        one too); a look that failed before any model call costs nothing."""
+        if hold is None or self.ledger is None:
+            return
+        prices = [call.get("usd") if "usd" in call else self._call_usd(call) for call in calls]
+        usd = None if any(p is None for p in prices) else sum(prices)
+        try:
+            self.ledger.settle(hold, len(calls), usd)
+        except Exception:  # Redis away: the estimate stays counted, the look itself is not lost
+            log.exception("could not settle a look's cost")
+
+    def _call_usd(self, entry: dict[str, Any]) -> float | None:
+        price = self._call_price(entry)
+        return None if price is None else price * int(entry.get("images") or 1)
+
+    def spend_today(self) -> dict[str, Any] | None:
+        """The app's estimated spend today against TRYON_DAILY_BUDGET_USD (None: not counted)."""
+        return None if self.ledger is None else self.ledger.today()
 
     def _try_on_sync(
         self,
@@ -242,9 +297,27 @@ class TryOnService:
         fetch: bool,
         outfit: Outfit,
         fallback: bool = True,
+        visitor: Visitor | None = None,
     ) -> TryOnResult:
         inputs = collect_inputs(person, garments)
         models = self.choose_models(outfit, fallback)  # an option the model cannot honour costs nothing
+        hold = self._hold(visitor, outfit, len(inputs) - 1, "sync")  # refused here: nothing uploaded, nothing spent
+        try:
+            result = self._dress_sync(inputs, fetch, outfit, models)
+        except TryOnError as error:
+            self._settle(hold, getattr(error, "paid", []))
+            raise
+        except BaseException:
+            self._settle(hold, [])
+            raise
+        self._settle(hold, result.timings.get("calls") or [])
+        if visitor is not None and visitor.pays_own_way:
+            result.timings["own_key"] = True
+            result.timings["cost_basis"] = "your own FAL key: billed to your FAL account"
+        return result
+
+    def _dress_sync(self, inputs: list[tuple[str, ImageSource]], fetch: bool, outfit: Outfit,
+                    models: list[Model | None]) -> TryOnResult:
         timer = RequestTimer("sync", self.provider.name)
         deadline = time.monotonic() + self.settings.request_timeout_s
         started = time.perf_counter()
@@ -297,7 +370,7 @@ class TryOnService:
         )
 
     def compare(self, person: ImageSource | None, garments: Sequence[ImageSource | None] | None, outfit: Outfit,
-                other_model: str | None) -> list["TryOnResult | TryOnError"]:
+                other_model: str | None, visitor: Visitor | None = None) -> list["TryOnResult | TryOnError"]:
         """The same look (sync) on `outfit.model` and on `other_model`, at the same time, with no
         fallback (each result is its own model's). The photos are prepared and uploaded once: the
         second run joins the first's uploads. Both are checked before either is paid for. One side
@@ -312,7 +385,7 @@ class TryOnService:
             self.choose_models(each, fallback=False)
         # Threads of its own: the runs use the intake pool themselves, and must not wait on their own slots.
         with ThreadPoolExecutor(max_workers=2, thread_name_prefix="tryon-compare") as pool:
-            runs = [pool.submit(self.try_on_sync, person, garments, True, each, False) for each in (outfit, other)]
+            runs = [pool.submit(self.try_on_sync, person, garments, True, each, False, visitor) for each in (outfit, other)]
             outcomes: list[TryOnResult | TryOnError] = []
             for run in runs:
                 try:
@@ -515,13 +588,25 @@ class TryOnService:
     # -- async jobs: submit here, run by a worker (tryon.worker) -------------------------------
 
     def submit_job(self, person: ImageSource | None, garments: Sequence[ImageSource | None] | None,
-                   outfit: Outfit | None = None) -> Job:
-        """Validate and upload the inputs, then queue one job; returns at once with its id."""
+                   outfit: Outfit | None = None, visitor: Visitor | None = None) -> Job:
+        """Validate and upload the inputs, then queue one job; returns at once with its id. The
+        visitor's quota and the day's budget are reserved here; the worker settles them."""
         if self.queue is None:
             raise InvalidRequest("async_unavailable", http_status=503)
+        if visitor is not None and visitor.pays_own_way:
+            raise InvalidRequest("own_key_sync_only")  # the worker would need the key: it is never stored
         outfit = outfit or Outfit()
         inputs = collect_inputs(person, garments)
         models = self.choose_models(outfit)
+        hold = self._hold(visitor, outfit, len(inputs) - 1, "async")
+        try:
+            return self._queue_job(inputs, outfit, models, hold)
+        except BaseException:
+            self._settle(hold, [])  # not queued: nothing will be spent
+            raise
+
+    def _queue_job(self, inputs: list[tuple[str, ImageSource]], outfit: Outfit, models: list[Model | None],
+                   hold: Hold | None) -> Job:
         received_ts = now_ms()
         started = time.perf_counter()
         uploads = self.upload_all(inputs)
@@ -544,7 +629,20 @@ class TryOnService:
         }
         inputs = [{"field": "person", "ref": uploads[0].ref}]
         inputs += [{**spec.public(), "ref": by_field[spec.field].ref} for spec in specs]
-        return self.queue.submit(inputs, self.provider.name, timings)
+        return self.queue.submit(inputs, self.provider.name, timings, hold=hold.public() if hold else None)
+
+    def settle_job(self, job: Job, timings: dict[str, Any] | None, error: BaseException | None = None) -> None:
+        """A finished job's hold becomes what its calls cost (the worker calls this once it has
+        written the outcome; a second settle of the same hold changes nothing)."""
+        if not job.hold:
+            return
+        if timings is not None:
+            calls = timings.get("calls") or []
+        else:  # failed: the calls that made a picture were paid for all the same
+            calls = getattr(error, "paid", None)
+            if calls is None:
+                calls = [step for step in job.steps or [] if step.get("ref")]
+        self._settle(Hold.from_public(job.hold), calls)
 
     def job_status(self, job_id: str) -> dict[str, Any]:
         """The seed's status answer (status, image_url, error, timestamps) plus attempts and timings."""

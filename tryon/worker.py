@@ -68,6 +68,7 @@ class Worker(threading.Thread):
             error = TryOnError("gave_up", attempts=queue.max_attempts)
             if queue.finish(job_id, message_id, me, status="error", error=error.message(), error_code=error.code):
                 self.service.record("async", error.code, job.timings, max(0, len(job.inputs) - 1))
+                self.service.settle_job(job, None)
             return
         lease = queue.lease(message_id, me)
         log.info("job %s: attempt %d on %s", job_id, attempt, me)
@@ -88,6 +89,7 @@ class Worker(threading.Thread):
         except TryOnError as error:
             if queue.finish(job_id, message_id, me, status="error", error=error.message(), error_code=error.code):
                 self.service.record("async", error.code, job.timings, garments)
+                self.service.settle_job(job, None, error)
             return
         except redis.RedisError:
             raise  # leave the job pending: another attempt will resume it
@@ -96,9 +98,11 @@ class Worker(threading.Thread):
             error = TryOnError("internal_error")
             if queue.finish(job_id, message_id, me, status="error", error=error.message(), error_code=error.code):
                 self.service.record("async", error.code, job.timings, garments)
+                self.service.settle_job(job, None)
             return
         if queue.finish(job_id, message_id, me, status="done", image_url=image_url, timings=timings):
             self.service.record("async", "ok", timings, garments)
+            self.service.settle_job(job, timings)
         else:
             log.warning("job %s: finished, but another worker owns it now; keeping its outcome", job_id)
 
@@ -132,6 +136,8 @@ class WorkerPool:
 def main() -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    from .limits import Ledger
+    from .metrics import Metrics
     from .providers import build_provider
     from .redis_server import connect
 
@@ -139,7 +145,9 @@ def main() -> int:
         settings = Settings.from_env()
         handle = connect(settings.redis_url, settings.data_dir)
         queue = JobQueue(handle.client, settings.job_ttl_s, settings.job_visibility_s, settings.job_max_attempts)
-        service = TryOnService(settings, build_provider(settings), queue)
+        # The same metrics and ledger as the app's: a job finished here is counted and settled there.
+        service = TryOnService(settings, build_provider(settings, handle.client), queue, metrics=Metrics(handle.client),
+                               ledger=Ledger(handle.client, settings))
     except ConfigError as error:
         print(f"tryon worker: configuration error: {error}", file=sys.stderr)
         return 2

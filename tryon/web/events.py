@@ -16,6 +16,7 @@ HTTP call.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import logging
 import queue
@@ -31,8 +32,10 @@ from PIL import Image
 from .. import progress
 from ..errors import InvalidImage, TryOnError, field_label, pick_language
 from ..outfit import ASPECT_RATIOS, CATEGORIES, Outfit
+from ..limits import Visitor
 from ..service import TryOnResult, TryOnService
 from .session_files import session_of
+from .visitors import hf_user, page_visitor
 from .text import category_word, decimal, say
 from .views import (before_after, compared_caption, cost_short, done_text, estimate_text, model_info, model_label, gallery_paths, look_caption, progress_text, prompts_text,
                     timing_bars, timing_rows)
@@ -169,7 +172,8 @@ class Handlers:
             outfit = Outfit.parse([category_1, category_2, category_3, category_4],
                                   [description_1, description_2, description_3, description_4],
                                   order, num_images, aspect_ratio, resolution, model)
-            outcomes = self.service.compare(person, [garment_1, garment_2, garment_3, garment_4], outfit, other_model)
+            outcomes = self.service.compare(person, [garment_1, garment_2, garment_3, garment_4], outfit, other_model,
+                                            visitor=self._visitor(request))
         except TryOnError as error:
             raise shown_error(error.message(lang)) from None
         except Exception:
@@ -185,7 +189,7 @@ class Handlers:
         lang = language(request)
         try:
             outfit = Outfit.parse(categories, descriptions, order, num_images, aspect_ratio, resolution, model)
-            return self.service.try_on_sync(person, garments, outfit=outfit)
+            return self.service.try_on_sync(person, garments, outfit=outfit, visitor=self._visitor(request))
         except TryOnError as error:
             raise shown_error(error.message(lang)) from None
         except Exception:
@@ -212,7 +216,8 @@ class Handlers:
             outfit = Outfit.parse([category_1, category_2, category_3, category_4],
                                   [description_1, description_2, description_3, description_4],
                                   order, num_images, aspect_ratio, resolution, model)
-            return self.service.submit_job(person, [garment_1, garment_2, garment_3, garment_4], outfit=outfit).job_id
+            return self.service.submit_job(person, [garment_1, garment_2, garment_3, garment_4], outfit=outfit,
+                                           visitor=self._visitor(request)).job_id
         except TryOnError as error:
             raise shown_error(error.message(language(request))) from None
 
@@ -333,11 +338,13 @@ class Handlers:
     # -- one look, from the press of the button to its picture --------------------------------
 
     def run_look(self, mode, person, g1, g2, g3, g4, c1, c2, c3, c4, d1, d2, d3, d4, order, num_images, aspect_ratio,
-                 resolution, model=None, compare_with=None, request: gr.Request = None) -> Iterator[tuple]:
+                 resolution, model=None, compare_with=None, own_key=None, request: gr.Request = None) -> Iterator[tuple]:
         """Try on (sync, one model call per garment) or start a job (async) and watch it: the status
         line says each step as it happens; the result, table and chart are this run's only. With a
-        second model in "Compare with", the look runs on both (sync) and both are shown side by side."""
+        second model in "Compare with", the look runs on both (sync) and both are shown side by side.
+        `own_key`: a FAL key the visitor pasted for this session (used for this run, kept nowhere)."""
         lang = language(request)
+        visitor = self._visitor(request, own_key)
         page = PageRun(lang)
         garments = [g1, g2, g3, g4]
         settings = {"categories": [c1, c2, c3, c4], "descriptions": [d1, d2, d3, d4], "order": list(order or []),
@@ -351,10 +358,10 @@ class Handlers:
         try:
             outfit = Outfit.parse(settings["categories"], settings["descriptions"], order, num_images, aspect_ratio, resolution, model)
             if compare_with:
-                yield from self._compare(request, page, person, garments, settings, outfit, compare_with)
+                yield from self._compare(request, page, person, garments, settings, outfit, compare_with, visitor)
                 return
             if mode == "async":
-                job_id = self.service.submit_job(person, garments, outfit=outfit).job_id
+                job_id = self.service.submit_job(person, garments, outfit=outfit, visitor=visitor).job_id
                 yield page.busy(say("job_queued_now", lang), job_id=gr.update(value=job_id, visible=True))
                 watched = yield from self._watch(job_id, page)
                 if watched is None:
@@ -362,12 +369,13 @@ class Handlers:
                 pictures, timings = watched
                 finished = {"job_id": gr.update(value=job_id, visible=True)}
             else:
-                result = yield from self._in_background(lambda: self.service.try_on_sync(person, garments, outfit=outfit), page)
+                result = yield from self._in_background(
+                    lambda: self.service.try_on_sync(person, garments, outfit=outfit, visitor=visitor), page)
                 pictures, timings = pictures_of(result), result.timings
                 finished = {}
             history = self._remember(request, person, garments, settings, pictures, timings)
             # The history changed (this look is first, an identical older one gone): no look is selected now.
-            yield page.idle(done_text(timings, self.service.label_of(timings.get("provider")), len(pictures), lang),
+            yield page.idle(done_text(timings, self._served_label(timings, lang), len(pictures), lang),
                             **self._shown(person, pictures, timings, lang), history=history,
                             selected_look=None, look_actions=gr.update(visible=False), **finished)
         except TryOnError as error:
@@ -375,11 +383,12 @@ class Handlers:
         except Exception:  # our bug: the visitor gets a request id to quote, the log the traceback
             yield page.idle(internal_error(lang, "page run"), "error")
 
-    def _compare(self, request, page: PageRun, person, garments, settings, outfit: Outfit, other: str) -> Iterator[tuple]:
+    def _compare(self, request, page: PageRun, person, garments, settings, outfit: Outfit, other: str,
+                 visitor: Visitor) -> Iterator[tuple]:
         """The same look on two models at once; both results side by side, each kept in the history."""
         lang = page.lang
         yield page.busy(say("comparing", lang))
-        outcomes = yield from self._in_background(lambda: self.service.compare(person, garments, outfit, other), page)
+        outcomes = yield from self._in_background(lambda: self.service.compare(person, garments, outfit, other, visitor), page)
         results = [o for o in outcomes if isinstance(o, TryOnResult)]
         history = None
         for result in results:
@@ -453,7 +462,7 @@ class Handlers:
             return
         if watched is not None:
             pictures, timings = watched
-            yield page.idle(done_text(timings, self.service.label_of(timings.get("provider")), len(pictures), lang),
+            yield page.idle(done_text(timings, self._served_label(timings, lang), len(pictures), lang),
                             **self._shown(None, pictures, timings, lang))
 
     def _failed(self, page: PageRun, error: TryOnError) -> tuple:
@@ -580,11 +589,31 @@ class Handlers:
             return (*values, *categories, gr.skip())
         return pick
 
+    # -- who asks ---------------------------------------------------------------------------
+
+    def _visitor(self, request, own_key: str | None = None) -> Visitor:
+        """The visitor quotas are counted against (tryon.web.visitors); a FAL key they brought comes
+        from the page's field, or from an API caller's X-Fal-Key header."""
+        headers = getattr(request, "headers", None) or {}
+        return page_visitor(request, self.service.settings, own_key or headers.get("x-fal-key"))
+
+    def _served_label(self, timings: dict[str, Any], lang: str) -> str:
+        if timings.get("own_key"):  # not this app's provider, whatever it is (the offline preview too)
+            return say("own_key_label", lang)
+        return self.service.label_of(timings.get("provider"))
+
+    def _history_owner(self, request) -> str | None:
+        """Whose history: a signed-in visitor's own, on every device; else this browser session's."""
+        user = hf_user(request) if self.service.settings.hf_oauth else None
+        if user:
+            return "user-" + hashlib.sha256(user.encode()).hexdigest()[:32]
+        return session_of(request)
+
     # -- history ----------------------------------------------------------------------------
 
     def _remember(self, request, person, garments, settings, pictures, timings):
         """Keep a finished look in this browser session's history; the history gallery, or skip."""
-        session = session_of(request)
+        session = self._history_owner(request)
         if self.service.history is None or not session or not pictures:
             return gr.skip()
         inputs = {field: self._normalized(source, field)
@@ -603,7 +632,7 @@ class Handlers:
 
     def history_view(self, request: gr.Request = None):
         """The session's looks as a gallery, newest first: what was worn, when, and by which model."""
-        session = session_of(request)
+        session = self._history_owner(request)
         looks = self.service.history.looks(session) if self.service.history is not None else []
         lang = language(request)
         return [(look.get("thumbnail") or look["results"][0], look_caption(look, self._made_by(look, lang), lang)) for look in looks]
@@ -620,7 +649,7 @@ class Handlers:
         """A look clicked in the history: its inputs, settings, results and timings come back, and
         Try again / Delete act on it."""
         lang = language(request)
-        session = session_of(request)
+        session = self._history_owner(request)
         looks = self.service.history.looks(session) if self.service.history is not None else []
         index = selected.index if isinstance(selected.index, int) else (selected.index or [0])[0]
         page = PageRun(lang)
@@ -642,7 +671,7 @@ class Handlers:
     def delete_look(self, look_id, request: gr.Request = None):
         """Delete the selected look (its pictures too) from this session's history; said beside the history."""
         lang = language(request)
-        gone = bool(self.service.history is not None and look_id and self.service.history.remove(session_of(request), str(look_id)))
+        gone = bool(self.service.history is not None and look_id and self.service.history.remove(self._history_owner(request), str(look_id)))
         said = say("look_deleted", lang) if gone else "⚠️ " + say("look_gone", lang)
         return self.history_view(request), None, gr.update(visible=False), said
 
@@ -656,7 +685,7 @@ class Handlers:
         from .metrics_view import metrics_page, metrics_series
 
         summary = self.service.metrics.summary()
-        return metrics_page(summary, self.service.provider_health(), lang), metrics_series(summary)
+        return metrics_page(summary, self.service.provider_health(), lang, self.service.spend_today()), metrics_series(summary)
 
 
 RESTORED_INPUTS = 1 + GARMENT_SLOTS * 3 + 5  # person, garments, categories, descriptions, order, num, aspect, resolution, model

@@ -18,7 +18,7 @@ import pandas as pd
 
 from ..metrics import outcome_class
 from ..prices import OFFLINE
-from .text import STRINGS, decimal, say
+from .text import STRINGS, decimal, dollars, say
 
 PROVIDER_NAMES = {"fal": "FAL", "replicate": "Replicate", "runpod": "RunPod"}  # proper names, in every language
 COLUMNS = 2  # modes or providers side by side in one table (more do not fit a 390 px phone)
@@ -198,10 +198,32 @@ def health_lines(health: list[dict[str, Any]], lang: str = "en") -> list[str]:
     return lines
 
 
-def metrics_page(summary: dict[str, Any], health: list[dict[str, Any]], lang: str) -> str:
+def spend_line(today: dict[str, Any] | None, lang: str) -> str | None:
+    """Today's estimated spend against the daily budget (TRYON_DAILY_BUDGET_USD), every replica's."""
+    if not today:
+        return None
+    spent = dollars(today["spent_usd"], lang)
+    wait = _wait_words(today["resets_in_s"])
+    if today.get("cap_usd") is None:
+        return say("metrics_spend_uncapped", lang, spent=spent, calls=today["calls"], wait=wait)
+    cap = today["cap_usd"]
+    share = 0 if not cap else round(100 * today["spent_usd"] / cap)
+    return say("metrics_spend_today", lang, spent=spent, cap=dollars(cap, lang), share=share, calls=today["calls"], wait=wait)
+
+
+def _wait_words(seconds: float) -> str:
+    hours, minutes = divmod(max(1, round(seconds / 60)), 60)
+    return f"{hours} h {minutes} min" if hours else f"{minutes} min"
+
+
+def metrics_page(summary: dict[str, Any], health: list[dict[str, Any]], lang: str, today: dict[str, Any] | None = None) -> str:
     """The Metrics tab as Markdown: `summary` from `Metrics.summary()`, `health` from
-    `TryOnService.provider_health()`, `lang` "en" or "es"."""
+    `TryOnService.provider_health()`, `lang` "en" or "es", `today` the day's spend and budget
+    (`TryOnService.spend_today()`)."""
     lines = [headline(summary, lang)]
+    spend = spend_line(today, lang)
+    if spend:
+        lines += ["", spend]
     cache = cache_line(summary, lang)
     if cache:
         lines += ["", cache]

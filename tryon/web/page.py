@@ -17,7 +17,7 @@ from ..outfit import ASPECT_RATIOS, CATEGORIES, MAX_VARIANTS, RESOLUTIONS
 from ..service import TryOnService
 from .session_files import FileOwners
 from .text import I18N, say
-from .components import PhotoInput, ResultCount
+from .components import LoginButton, PhotoInput, ResultCount
 from .events import FIELDS, GARMENT_SLOTS, Handlers, PageRun, language
 
 ASSETS = Path(__file__).resolve().parents[2] / "assets"
@@ -46,6 +46,8 @@ CSS = """
 #preview-pill p { display: inline-block; margin: 0; padding: 4px 12px; border-radius: 999px;
                   background: #fef3c7; color: #78350f; font-size: .9em; }
 #header { align-items: center; }
+/* Sign in with Hugging Face: as wide as its words, at the header's end, never wrapped. */
+#login { flex: 0 0 auto; width: auto; min-width: 0; margin-left: auto; white-space: nowrap; }
 #header h1 { margin: 0; font-size: 1.5em; }
 .step-title h3 { margin: 0 0 4px 0; }
 /* Example pictures: four to a row whatever the column's width, captions under them. */
@@ -150,7 +152,7 @@ def build_demo(service: TryOnService, redis_description: str | None = None) -> T
             if provider.is_preview:
                 gr.Markdown(I18N("preview_pill"), elem_id="preview-pill")
             if service.settings.hf_oauth:  # a Space with hf_oauth: true; signed in, a visitor has their own quota and history
-                gr.LoginButton(I18N("sign_in"), logout_value=I18N("sign_out"), size="sm", elem_id="login")
+                LoginButton("sign_in", "sign_out", size="sm", elem_id="login")
         with gr.Tabs():
             with gr.Tab(I18N("tab_try_on"), id="try-on-tab"):
                 with gr.Row(elem_id="workbench", equal_height=False):
@@ -201,6 +203,9 @@ def build_demo(service: TryOnService, redis_description: str | None = None) -> T
                             compare_with = gr.Dropdown([(I18N("compare_none"), "")] + model_choices, value="", label=I18N("compare_with"),
                                                        info=I18N("compare_with_info"), allow_custom_value=True, visible=len(offered) > 1,
                                                        elem_id="compare-with")
+                            # A visitor's own FAL key: sent with each run of this tab, kept nowhere (docs/SECURITY.md).
+                            own_key = gr.Textbox(label=I18N("own_key"), info=I18N("own_key_info"), type="password", max_length=512,
+                                                 placeholder="key-id:key-secret", visible=service.settings.own_keys, elem_id="own-key")
                             with gr.Row():
                                 check_id = gr.Textbox(label=I18N("check_job"), placeholder=I18N("check_job_id"), scale=4, elem_id="check-job-id")
                                 check = gr.Button(I18N("check"), scale=1, elem_id="check-job-button")
@@ -271,7 +276,7 @@ def build_demo(service: TryOnService, redis_description: str | None = None) -> T
         run_outputs = [by_name[name] for name in PageRun.OUTPUTS]
         # "Try on" and "Try again" (on a look picked from the history) run the same event.
         # When the run ends, the focus goes to the status line (the button was disabled under it).
-        gr.on([run.click, again.click], handlers.run_look, [mode, *inputs, compare_with], run_outputs, **private).then(
+        gr.on([run.click, again.click], handlers.run_look, [mode, *inputs, compare_with, own_key], run_outputs, **private).then(
             None, js=FOCUS_STATUS_JS, **private)
         gr.on([run.click, again.click], None, None, None, js=SCROLL_TO_RESULT_JS, **private)
         check.click(handlers.check_job, check_id, run_outputs, **private)

@@ -31,9 +31,11 @@ from starlette.exceptions import HTTPException
 
 from .access import RateLimiter, key_is_valid
 from ..config import Settings
+from ..limits import Visitor
 from ..errors import InvalidRequest, TryOnError, pick_language
 from ..outfit import Outfit
 from ..service import TryOnService
+from .visitors import rest_visitor
 
 log = logging.getLogger(__name__)
 
@@ -119,7 +121,7 @@ class ErrorResponse(BaseModel):
     code: str
 
 
-ERRORS = {status: {"model": ErrorResponse} for status in (400, 401, 404, 413, 429, 502, 504)}
+ERRORS = {status: {"model": ErrorResponse} for status in (400, 401, 403, 404, 413, 429, 502, 504)}
 
 
 def error_response(error: TryOnError, request: Request) -> JSONResponse:
@@ -179,9 +181,10 @@ async def validation_error(request: Request, exc: RequestValidationError) -> JSO
     return error_response(error, request)
 
 
-def build_router(service: TryOnService, settings: Settings) -> APIRouter:
+def build_router(service: TryOnService, settings: Settings, redis_client) -> APIRouter:
+    """`redis_client`: the app's; the rate limit's buckets live there, shared by every replica."""
     router = APIRouter(prefix="/api", tags=["seed API"])
-    limiter = RateLimiter(settings.rate_limit_per_min)
+    limiter = RateLimiter(settings.rate_limit_per_min, redis_client, "rest")
     generating = threading.BoundedSemaphore(settings.concurrency)
 
     def admit(request: Request, api_key: str | None, needs_key: bool = True) -> None:
@@ -194,6 +197,10 @@ def build_router(service: TryOnService, settings: Settings) -> APIRouter:
             raise InvalidRequest("rate_limited", http_status=429, seconds=wait)
         if needs_key and settings.api_keys and not key_is_valid(api_key, settings.api_keys):
             raise InvalidRequest("bad_api_key", http_status=401)
+
+    def visitor_of(request: Request, api_key: str | None) -> Visitor:
+        """Whose quota a look counts against; X-Fal-Key: the caller's own FAL key, for this request only."""
+        return rest_visitor(request, api_key, settings, request.headers.get("x-fal-key"))
 
     def result_images(result) -> list[str]:
         """Every result as the seed's resultImage was: the provider's URL, or the picture inlined."""
@@ -209,7 +216,8 @@ def build_router(service: TryOnService, settings: Settings) -> APIRouter:
             if not generating.acquire(timeout=2.0):  # a bounded wait, then a clear 429, never a hung request
                 raise InvalidRequest("busy", http_status=429, seconds=5)
             try:
-                result = service.try_on_sync(body.userImage, body.garments, fetch=service.provider.is_preview, outfit=body.outfit())
+                result = service.try_on_sync(body.userImage, body.garments, fetch=service.provider.is_preview, outfit=body.outfit(),
+                                             visitor=visitor_of(request, body.apiKey))
             finally:
                 generating.release()
         except TryOnError as error:
@@ -242,7 +250,7 @@ def build_router(service: TryOnService, settings: Settings) -> APIRouter:
     def submit(body: GenerateRequest, request: Request):
         try:
             admit(request, body.apiKey)
-            job = service.submit_job(body.userImage, body.garments, outfit=body.outfit())
+            job = service.submit_job(body.userImage, body.garments, outfit=body.outfit(), visitor=visitor_of(request, body.apiKey))
         except TryOnError as error:
             return error_response(error, request)
         return {"success": True, "job_id": job.job_id, "status": job.status}

@@ -150,6 +150,8 @@ def cost_detail(timings: dict[str, Any], lang: str) -> str:
 def cost_short(timings: dict[str, Any], lang: str) -> str:
     if timings.get("offline_preview"):
         return dollars(0.0, lang)
+    if timings.get("own_key"):  # the visitor's FAL account pays, not this app
+        return say("own_key_cost", lang, cost=dollars(timings.get("cost_usd"), lang))
     return dollars(timings.get("cost_usd"), lang)
 
 
@@ -211,6 +213,8 @@ def done_text(timings: dict[str, Any], provider_label: str, variants: int, lang:
         text = say("status_done_preview", lang, seconds=decimal(seconds, 2, lang))
     elif timings.get("model"):
         vendor = {"fal": "FAL", "replicate": "Replicate"}.get(str(timings.get("provider")), "")
+        if timings.get("own_key"):
+            vendor = say("own_key_label", lang)
         model = " · ".join(x for x in (vendor, model_label(timings["model"])) if x)
         text = say("status_done_model", lang, seconds=decimal(seconds, 2, lang), model=model, cost=cost_short(timings, lang))
     else:
