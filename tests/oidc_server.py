@@ -132,6 +132,7 @@ class OidcProvider:
         self.key = RSAKey.generate_key(2048, parameters={"kid": secrets.token_hex(8), "use": "sig", "alg": "RS256"})
         self.clients: dict[str, dict[str, Any]] = {}
         self.requests: list[Recorded] = []
+        self.paths_ever: set[str] = set()  # every path asked for since start (reset keeps it: clients cache discovery and keys)
         self.grants: dict[str, Grant] = {}
         self.tokens: dict[str, AccessToken] = {}
         self.user: dict[str, Any] = dict(DEFAULT_USER)
@@ -392,6 +393,7 @@ class _Handler(BaseHTTPRequestHandler):
                           {k.lower(): v for k, v in self.headers.items()})
         with self.provider._lock:
             self.provider.requests.append(record)
+            self.provider.paths_ever.add(record.path)
         return record
 
     def _send(self, record: Recorded, status: int, headers: dict[str, str], body: bytes) -> None:

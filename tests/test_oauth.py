@@ -192,7 +192,8 @@ def test_the_whole_flow_signs_ada_in_and_the_page_names_her(oauth_app, oidc_prov
     assert len(token_requests) == 1 and token_requests[0].status == 200
     assert token_requests[0].client_auth == "client_secret_basic"
     assert token_requests[0].form["redirect_uri"] == query["redirect_uri"][0]
-    assert oidc_provider.received("/oauth/jwks")
+    # The keys to check the id_token: fetched once per app process (authlib keeps them), in whichever test signed in first.
+    assert "/oauth/jwks" in oidc_provider.paths_ever
     # Browsers drop a cookie over 4096 bytes without a word: the signed-in session must stay under.
     assert len(next(h for h in finished.headers.get_list("set-cookie") if h.startswith("session="))) < 4096
 
@@ -309,3 +310,14 @@ def test_session_payload_is_plain_signed_json(oauth_app, oidc_provider):
     tampered = dict(cookies, session=base64.b64encode(json.dumps(
         {"oauth_info": {"userinfo": {"preferred_username": "mallory"}}}).encode()).decode() + f".{timestamp}.{signature}")
     assert "mallory" not in login_label(oauth_app.url, tampered)  # a forged cookie is not a sign-in
+
+
+@slow
+def test_the_login_button_s_check_is_neither_an_api_endpoint_nor_an_mcp_tool(oauth_app):
+    from test_mcp import with_session
+
+    named = httpx.get(f"{oauth_app.url}gradio_api/info", timeout=30).json()["named_endpoints"]
+    assert "/try_on" in named and not any("login" in name for name in named)
+    tools = {tool.name for tool in with_session(oauth_app.url, lambda s: s.list_tools()).tools}
+    # On a Space gradio prefixes each tool with the Space's name ("tryon_try_on").
+    assert any(name.endswith("try_on") for name in tools) and not any("login" in name for name in tools)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import ipaddress
 import threading
+import time
 from dataclasses import replace
 
 import httpx
@@ -223,6 +224,12 @@ def test_an_own_key_pays_for_its_look_and_is_not_counted(limited_service, fal_se
         service.try_on_sync(photos["person_astronaut"], [photos["garment_tshirt_red"]],
                             visitor=Visitor.from_address("198.51.100.7").bringing("no colon here"))
     assert refused.value.code == "bad_own_key"
+    wrong = "visitor-key-id:not-a-key-fal-knows"  # FAL answers 401: the visitor's key to fix, not the app's
+    with pytest.raises(TryOnError) as refused:
+        service.try_on_sync(photos["person_astronaut"], [photos["garment_tshirt_red"]],
+                            visitor=Visitor.from_address("198.51.100.7").bringing(wrong))
+    assert refused.value.code == "own_key_refused" and "your own key (HTTP 401)" in refused.value.message("en")
+    assert "not-a-key" not in refused.value.message("en") and "FAL_KEY" not in refused.value.message("en")
 
 
 # -- every way in, one quota, through the running app --------------------------------------------
@@ -265,6 +272,13 @@ def test_rest_the_gradio_api_mcp_and_jobs_draw_on_one_quota(fresh_quota, fal_ser
     result = with_session(app.url, lambda s: s.call_tool("try_on", {"person": data_url(person), "garment_1": data_url(shirt)}))
     assert not result.isError, result.content
     job_id = client.predict(handle_file(person), handle_file(shirt), api_name="/submit_job")
+    # The job reserved its call at submit; its worker makes it (and settles) when it runs.
+    status = httpx.get(f"{app.url}api/jobs/{job_id}/status", timeout=30).json()
+    deadline = time.monotonic() + 30
+    while status["status"] not in ("done", "error") and time.monotonic() < deadline:
+        time.sleep(0.2)
+        status = httpx.get(f"{app.url}api/jobs/{job_id}/status", timeout=30).json()
+    assert status["status"] == "done"
     submits = len(fal_server.submits)
     assert submits == 4
     # The quota (4 calls an hour) is spent, whichever way the fifth look comes.
@@ -281,13 +295,7 @@ def test_rest_the_gradio_api_mcp_and_jobs_draw_on_one_quota(fresh_quota, fal_ser
     result = with_session(app.url, lambda s: s.call_tool("try_on", {"person": data_url(person), "garment_1": data_url(shirt)}))
     assert result.isError and "4 model calls per hour" in str(result.content)
     assert len(fal_server.submits) == submits  # not one more call reached FAL
-    # The job reserved at submit and settled when its worker finished: it is done, and counted once.
-    status = httpx.get(f"{app.url}api/jobs/{job_id}/status", timeout=30).json()
-    deadline = __import__("time").monotonic() + 30
-    while status["status"] not in ("done", "error") and __import__("time").monotonic() < deadline:
-        __import__("time").sleep(0.2)
-        status = httpx.get(f"{app.url}api/jobs/{job_id}/status", timeout=30).json()
-    assert status["status"] == "done"
+    # The job's hold was settled once: four calls counted, not five.
     (window,) = [k for k in app.redis.keys("tryon:limits:window:*")]
     assert int(app.redis.hget(window, "calls")) == 4
     # Today's spend, the same for every replica, on /metrics: four calls of nano-banana-pro at $0.15.

@@ -186,6 +186,10 @@ MESSAGES: dict[str, dict[str, str]] = {
         "en": "This app does not take visitors' own FAL keys.",
         "es": "Esta aplicación no acepta claves de FAL propias de los visitantes.",
     },
+    "own_key_refused": {
+        "en": "FAL refused your own key (HTTP {status}): check it, or remove it to use this app's.",
+        "es": "FAL rechazó tu propia clave (HTTP {status}): revísala, o quítala para usar la de esta aplicación.",
+    },
     "own_key_sync_only": {
         "en": "Your own FAL key works in Sync mode only: a queued job would have to store it. Switch to Sync, or remove the key.",
         "es": "Tu propia clave de FAL solo funciona en modo Sync: un trabajo en cola tendría que guardarla. Cambia a Sync o quita la clave.",

@@ -63,7 +63,7 @@ USER_ERRORS = frozenset({
     "bad_variants", "bad_option", "bad_api_key", "rate_limited", "body_too_large", "bad_json", "bad_field",
     "job_not_found", "unknown_model", "model_cannot", "model_unavailable",
     # the visitor's allowance (tryon/limits): refused before any model call
-    "quota_exceeded", "budget_exhausted", "own_key_not_allowed", "own_key_sync_only", "bad_own_key",
+    "quota_exceeded", "budget_exhausted", "own_key_not_allowed", "own_key_sync_only", "bad_own_key", "own_key_refused",
 })
 REFUSALS = frozenset({"content_policy"})
 # Listed so that every code has been decided on (tests check errors.MESSAGES against the three sets).

@@ -235,7 +235,13 @@ class TryOnService:
         budget before any model is called, or runs on the FAL key they brought.
         Each step is told to a `tryon.progress` listener, if the caller has one."""
         try:
-            result = self._run_as(visitor)._try_on_sync(person, garments, fetch, outfit or Outfit(), fallback, visitor)
+            try:
+                result = self._run_as(visitor)._try_on_sync(person, garments, fetch, outfit or Outfit(), fallback, visitor)
+            except ProviderError as error:
+                if error.code == "provider_auth" and visitor is not None and visitor.pays_own_way:
+                    # Not this app's key to fix: the visitor's own.
+                    raise InvalidRequest("own_key_refused", status=error.params.get("status", 401)) from None
+                raise
         except TryOnError as error:
             self.record("sync", error.code, None, sum(1 for g in garments or [] if not _is_empty(g)))
             raise

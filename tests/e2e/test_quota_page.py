@@ -48,8 +48,7 @@ def test_over_the_quota_the_page_says_when_it_resets_and_an_own_key_goes_on(page
     page.locator("#try-on:not([disabled])").wait_for(timeout=10_000)
     first = run_look(page)
     calls = len(fal_server.submits)
-    if request.node.callspec.id == "desktop-en":
-        assert calls == 1, first  # the hour's one call
+    assert calls <= 1, first  # the hour's one call (made by whichever case ran first)
     second = run_look(page)
     shot(page, f"{request.node.callspec.id}-refused")
     assert words["limit"] in second, second
@@ -67,3 +66,8 @@ def test_over_the_quota_the_page_says_when_it_resets_and_an_own_key_goes_on(page
     page.locator("#metrics-refresh").click()
     page.wait_for_function(f"document.body.innerText.includes({words['spend']!r})", timeout=10_000)
     shot(page, f"{request.node.callspec.id}-metrics")
+    # The key was this tab's only: a reload (a new session) starts without it.
+    page.reload()
+    page.wait_for_selector("#try-on")
+    open_advanced(page)
+    assert page.locator("#own-key input").input_value() == ""

@@ -315,6 +315,9 @@ def build_demo(service: TryOnService, redis_description: str | None = None) -> T
         upload_in, upload_out = PhotoInput(visible=False), gr.Textbox(visible=False)
         gr.Button(visible=False).click(handlers.upload, upload_in, upload_out, api_name="upload")
         gr.on([refresh.click, metrics_tab.select], handlers.metrics_view, None, [metrics_summary, metrics_plot], api_visibility="private")
+    for fn in demo.fns.values():  # the login button's load event is the page's own, not an API or an MCP tool
+        if getattr(fn.fn, "__name__", "") == "_check_login_status":
+            fn.api_visibility = "private"
     demo.file_gate = FileGate(FileOwners(), gr.utils.get_upload_folder())
     return demo
 
