@@ -8,6 +8,7 @@ import sys
 BENCHMARKS = [
     ["bench.preview", "--repeat", "30"],
     ["bench.preview_store"],
+    ["bench.ledger"],
     ["bench.garment_guess", "--repeat", "50"],
     ["bench.fal", "--latency", "0.5", "--requests", "10"],
     ["bench.jobs", "--submits", "1000", "--jobs", "200", "--latency", "1.0", "--workers", "32"],
