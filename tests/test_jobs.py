@@ -207,6 +207,25 @@ def test_a_worker_that_lost_its_job_cannot_overwrite_the_new_owner(fal_jobs, per
     assert record.status == "processing" and record.image_url is None and record.provider_request_id == "r1"
 
 
+def test_a_worker_whose_job_was_taken_over_stops_before_paying_again(fal_jobs, fal_server, person_png, garment_pngs):
+    from tryon.outfit import Outfit
+
+    # FASHN takes one garment per call: a job of two garments is a chain of two paid calls.
+    service, start_workers = fal_jobs
+    fal_server.behaviour.latency_s = 1.5
+    job = service.submit_job(person_png, garment_pngs[:2], outfit=Outfit(model="fal-ai/fashn/tryon/v1.6"))
+    start_workers(1)
+    deadline = time.monotonic() + 20
+    while not service.queue.get(job.job_id).provider_request_id:  # call 1 submitted and recorded
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    service.queue.claim(job.job_id, "new-owner")  # taken over (as after the visibility timeout), then silent
+    answer = wait_for(service, job.job_id, timeout=40)  # the pool takes it back from the silent owner, resumes
+    assert answer["status"] == "done", answer
+    # Two garments, two calls: the worker that lost the job did not go on to submit call 2 as well.
+    assert len(fal_server.submits_for("fal-ai/fashn/tryon/v1.6")) == 2
+
+
 def test_offline_preview_jobs_run_on_in_app_workers(redis_server, tmp_path, person_png, garment_pngs):
     settings = Settings.from_env({"TRYON_DATA_DIR": str(tmp_path)})
     service = make_service(settings, redis_server, LocalPreviewProvider())

@@ -44,6 +44,26 @@ def test_forwarded_for_is_believed_only_from_a_trusted_proxy():
     assert client_address("127.0.0.1", None, NETS) == "127.0.0.1"
 
 
+def test_an_ipv6_visitor_is_their_64_and_a_mapped_ipv4_peer_is_its_ipv4():
+    assert Visitor.from_address("2001:db8:1:2::1") == Visitor.from_address("2001:db8:1:2:ffff::9")  # one subscriber
+    assert Visitor.from_address("2001:db8:1:2::1") != Visitor.from_address("2001:db8:1:3::1")
+    assert client_address("::ffff:10.1.2.3", "198.51.100.7", NETS) == "198.51.100.7"  # the proxy, seen dual-stack
+
+
+def test_a_name_logged_in_with_one_key_cannot_be_used_with_another():
+    from tryon.web.access import KeyLogins, gradio_auth
+
+    settings = Settings(api_keys=("key-one-12345", "key-two-12345"), auth_users=(("ann", "ann-password"),))
+    logins = KeyLogins()
+    check = gradio_auth(settings, logins)
+    assert check("team-a", "key-one-12345") and check("team-a", "key-one-12345")
+    assert not check("team-a", "key-two-12345")  # the second key may not spend the first's quota
+    assert check("team-b", "key-two-12345")
+    assert logins.digest_of("team-a") != logins.digest_of("team-b")
+    assert check("ann", "ann-password") and not check("ann", "key-one-12345")  # a person's name takes their password only
+    assert not check("team-c", "not-a-key-at-all")
+
+
 def test_a_visitor_is_stored_as_a_digest_and_keys_are_never_kept():
     key = "sk-live-abcdef123456"
     visitor = Visitor.with_api_key(key)
@@ -189,6 +209,32 @@ def test_a_look_the_model_refused_costs_no_quota(limited_service, fal_server, ph
         service.try_on_sync(photos["person_astronaut"], [photos["garment_tshirt_red"]], visitor=visitor)
     fal_server.behaviour.content_policy = False
     service.try_on_sync(photos["person_astronaut"], [photos["garment_tshirt_red"]], visitor=visitor)  # still allowed
+
+
+def test_a_look_cut_by_the_deadline_counts_every_call_it_made(limited_service, fal_server, photos, redis_client):
+    # Two garments, a chain of two calls; the second is still running when the 3 s deadline passes.
+    service = limited_service(quotas={"anonymous": (10, None)}, request_timeout_s=3.0)
+    fal_server.behaviour.latency_s = 1.8
+    with pytest.raises(TryOnError) as cut:
+        service.try_on_sync(photos["person_astronaut"], [photos["garment_tshirt_red"], photos["garment_jeans_blue"]],
+                            visitor=Visitor.from_address("198.51.100.7"))
+    assert cut.value.code == "provider_timeout"
+    (window,) = redis_client.keys("tryon:limits:window:*")
+    # What FAL was asked to run is what is counted: the cancelled call may be billed too.
+    assert int(redis_client.hget(window, "calls")) == len(fal_server.submits) >= 1
+
+
+def test_the_reservation_covers_the_dearest_model_that_may_answer(limited_service, fal_server, photos):
+    # nano-banana-2 ($0.08) with nano-banana-pro ($0.15) behind it: a refusal would hand the look to pro.
+    service = limited_service(fal_model="fal-ai/nano-banana-2/edit", fal_fallback_models=("fal-ai/nano-banana-pro/edit",),
+                              quotas={"anonymous": (None, 0.10)})
+    with pytest.raises(TryOnError) as refused:
+        service.try_on_sync(photos["person_astronaut"], [photos["garment_tshirt_red"]], visitor=Visitor.from_address("198.51.100.7"))
+    assert refused.value.code == "quota_exceeded" and fal_server.submits == []
+    # A model with no list price is reserved at the dearest known one, so a dollar limit still holds.
+    unpriced = limited_service(fal_model="fal-ai/some-unlisted/edit", quotas={"anonymous": (None, 0.20)})
+    with pytest.raises(TryOnError, match="quota|límite|limit"):
+        unpriced.try_on_sync(photos["person_astronaut"], [photos["garment_tshirt_red"]], visitor=Visitor.from_address("198.51.100.9"))
 
 
 def test_the_budget_refuses_the_look_that_would_pass_it_and_settles_at_list_price(limited_service, fal_server, photos):

@@ -109,6 +109,9 @@ class Dresser:
                 if error.code not in REFUSED or not models or deadline - time.monotonic() < 1.0:
                     # The calls that made a picture were paid for all the same (the quota counts them).
                     error.paid = discarded + [entry for entry in journal[:position] if entry.get("ref")]
+                    if error.code == "provider_timeout":  # cancelled while it ran: the vendor may bill it
+                        error.paid.append({"step": position + 1, "model": model.id if model else None, "provider": self.name,
+                                           "images": options.num_images, "resolution": look.outfit.resolution})
                     raise  # no other model, or no time left for one: the refusal is the answer
                 passed_over.append({"model": model.id if model else None, "step": position + 1,
                                     "reason": f"{error.code}: {error.message('en')}"})

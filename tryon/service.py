@@ -20,6 +20,7 @@ import hashlib
 import json
 import io
 import logging
+import re
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
@@ -104,6 +105,15 @@ def collect_inputs(person: ImageSource | None, garments: Sequence[ImageSource | 
     if len(given) > MAX_GARMENTS:
         raise InvalidRequest("too_many_garments", limit=MAX_GARMENTS, count=len(given))
     return [("person", person), *given]
+
+
+OWN_KEY = re.compile(r"[A-Za-z0-9_.-]+:[A-Za-z0-9_.-]+")  # FAL's key-id:key-secret; nothing a header could carry further
+
+
+def _paid_as(error: TryOnError, cause: BaseException) -> TryOnError:
+    """`error`, carrying the calls `cause` says were paid for (tryon.dressing sets them)."""
+    error.paid = getattr(cause, "paid", [])
+    return error
 
 
 class TryOnService:
@@ -258,23 +268,38 @@ class TryOnService:
         if not self.settings.own_keys:
             raise InvalidRequest("own_key_not_allowed", http_status=403)
         key = visitor.own_fal_key or ""
-        if ":" not in key or len(key) > 512 or any(c.isspace() for c in key):
+        if len(key) > 512 or not OWN_KEY.fullmatch(key):
             raise InvalidRequest("bad_own_key")
         from .providers.fal import FalProvider
 
         own = copy.copy(self)
         own.provider = FalProvider(replace(self.settings, fal_key=key, provider_choice="fal"))
         own.queue = None  # a job would have to store the key for its worker
+        # Uploads of their own: a refused key must not fail anyone else's upload of the same photo
+        # (the in-flight join), and what their key uploaded is not reused for the app's paid looks.
+        own._uploads, own._uploads_in_flight, own._known_refs = TTLCache(capacity=64), SingleFlight(), TTLCache(capacity=64)
         return own
 
-    def _hold(self, visitor: Visitor | None, outfit: Outfit, garments: int, mode: str) -> Hold | None:
+    def _hold(self, visitor: Visitor | None, outfit: Outfit, garments: int, mode: str,
+              models: list[Model | None]) -> Hold | None:
         """Reserve this look's estimate before any model call (refused: quota_exceeded or
         budget_exhausted, nothing spent). Free looks (the offline preview) and a visitor's own key
         are not counted."""
         if visitor is None or visitor.pays_own_way or self.ledger is None or self.provider.is_preview:
             return None
-        estimate = self.estimate(outfit, garments, mode)
-        return self.ledger.reserve(visitor, int(estimate["calls"]), estimate["usd"])
+        calls, usd = self._most_it_can_cost(outfit, garments, mode, models)
+        return self.ledger.reserve(visitor, calls, usd)
+
+    def _most_it_can_cost(self, outfit: Outfit, garments: int, mode: str, models: list[Model | None]) -> tuple[int, float]:
+        """What is reserved: the dearest of the models that may answer (a refusal hands the look to
+        the next of the fallback list), a call of unknown price at the dearest list price known, so a
+        dollar limit is never left unmoved."""
+        estimates = [self.estimate(replace(outfit, model=m.id if m is not None else None), garments, mode) for m in models] or \
+                    [self.estimate(outfit, garments, mode)]
+        calls = max(int(e["calls"]) for e in estimates)
+        dearest = max((p for m in catalogue.MODELS.values() for p in m.prices.values()), default=0.30)
+        usd = max(e["usd"] if e["usd"] is not None else dearest * int(e["images"]) for e in estimates)
+        return calls, usd
 
     def _settle(self, hold: Hold | None, calls: list[dict[str, Any]]) -> None:
         """The hold becomes what the calls made cost (every call that made a picture, a discarded
@@ -307,7 +332,7 @@ class TryOnService:
     ) -> TryOnResult:
         inputs = collect_inputs(person, garments)
         models = self.choose_models(outfit, fallback)  # an option the model cannot honour costs nothing
-        hold = self._hold(visitor, outfit, len(inputs) - 1, "sync")  # refused here: nothing uploaded, nothing spent
+        hold = self._hold(visitor, outfit, len(inputs) - 1, "sync", models)  # refused here: nothing uploaded, nothing spent
         try:
             result = self._dress_sync(inputs, fetch, outfit, models)
         except TryOnError as error:
@@ -343,7 +368,16 @@ class TryOnService:
             if error.code != "provider_timeout":
                 raise
             # The provider saw only what was left of the budget; the user set the whole of it.
-            raise ProviderError("provider_timeout", http_status=504, seconds=self.settings.request_timeout_s) from None
+            raise _paid_as(ProviderError("provider_timeout", http_status=504, seconds=self.settings.request_timeout_s),
+                           error) from None
+        try:
+            return self._finish_sync(dressed, timer, uploads, specs, outfit, models, aspect_ratio, fetch)
+        except TryOnError as error:  # after the calls (a download failed): they were paid all the same
+            error.paid = [*dressed.discarded, *dressed.journal]
+            raise
+
+    def _finish_sync(self, dressed, timer: RequestTimer, uploads: list[Upload], specs: list[GarmentSpec], outfit: Outfit,
+                     models: list[Model | None], aspect_ratio: str, fetch: bool) -> TryOnResult:
         for entry in dressed.journal:
             timer.provider_call(entry["ms"])
         current, refs = dressed.result.ref, dressed.result.refs
@@ -604,7 +638,7 @@ class TryOnService:
         outfit = outfit or Outfit()
         inputs = collect_inputs(person, garments)
         models = self.choose_models(outfit)
-        hold = self._hold(visitor, outfit, len(inputs) - 1, "async")
+        hold = self._hold(visitor, outfit, len(inputs) - 1, "async", models)
         try:
             return self._queue_job(inputs, outfit, models, hold)
         except BaseException:
@@ -646,8 +680,9 @@ class TryOnService:
             calls = timings.get("calls") or []
         else:  # failed: the calls that made a picture were paid for all the same
             calls = getattr(error, "paid", None)
-            if calls is None:
-                calls = [step for step in job.steps or [] if step.get("ref")]
+            if calls is None:  # the steps as the job holds them now (the object was read at its claim)
+                stored = self.queue.get(job.job_id) if self.queue is not None else None
+                calls = [step for step in ((stored or job).steps or []) if step.get("ref")]
         self._settle(Hold.from_public(job.hold), calls)
 
     def job_status(self, job_id: str) -> dict[str, Any]:
@@ -721,7 +756,7 @@ class TryOnService:
             dressed = Dresser(self.provider, self.provider.name).run(look, deadline, journal, persist, on_poll)
         except ProviderError as error:
             if error.code == "provider_timeout":
-                raise ProviderError("provider_timeout", http_status=504, seconds=timeout) from None
+                raise _paid_as(ProviderError("provider_timeout", http_status=504, seconds=timeout), error) from None
             raise
         finished = now_ms()
         timings = dict(job.timings)

@@ -27,6 +27,10 @@ from .service import TryOnService
 log = logging.getLogger(__name__)
 
 
+class LostJob(RuntimeError):
+    """The job's record names another worker now: this attempt must stop making calls."""
+
+
 class Worker(threading.Thread):
     def __init__(self, service: TryOnService, stop: threading.Event, number: int = 0):
         super().__init__(name=f"tryon-worker-{number}", daemon=True)
@@ -81,7 +85,9 @@ class Worker(threading.Thread):
                 fields.update(provider_request_id=request_id, provider=self.service.served_by(request_id))
                 if job.provider_started_at is None:
                     fields["provider_started_at"] = job.provider_started_at = now_ms()
-            queue.update(job_id, me, **fields)
+            if not queue.update(job_id, me, **fields):
+                # Another worker took the job over (this one was silent too long): stop before paying again.
+                raise LostJob(job_id)
 
         garments = max(0, len(job.inputs) - 1)
         try:
@@ -93,6 +99,9 @@ class Worker(threading.Thread):
             return
         except redis.RedisError:
             raise  # leave the job pending: another attempt will resume it
+        except LostJob:
+            log.warning("job %s: taken over by another worker; this attempt stops", job_id)
+            return
         except Exception:
             log.exception("job %s failed", job_id)
             error = TryOnError("internal_error")

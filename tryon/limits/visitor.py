@@ -39,6 +39,10 @@ class Visitor:
 
     @classmethod
     def from_address(cls, address: str) -> "Visitor":
+        """An IPv6 visitor is their /64: one subscriber holds a whole /64 and could rotate through it."""
+        parsed = _parse_ip(address)
+        if isinstance(parsed, ipaddress.IPv6Address):
+            address = str(ipaddress.ip_network(f"{parsed}/64", strict=False))
         return cls("anonymous", f"ip:{address}")
 
     def bringing(self, own_fal_key: str | None) -> "Visitor":
@@ -62,9 +66,11 @@ def _parse_ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None
     elif text.count(":") == 1:  # v4:port
         text = text.partition(":")[0]
     try:
-        return ipaddress.ip_address(text)
+        address = ipaddress.ip_address(text)
     except ValueError:
         return None
+    # ::ffff:10.1.2.3 is 10.1.2.3 (a dual-stack socket's view of an IPv4 peer).
+    return address.ipv4_mapped or address if isinstance(address, ipaddress.IPv6Address) else address
 
 
 def _trusted(address, proxies: tuple[Network, ...]) -> bool:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+import threading
 import time
 from typing import Callable, Mapping
 
@@ -67,16 +68,48 @@ class GradioLogins:
         return self.gradio_app.tokens.get(token) if token else None
 
 
-def gradio_auth(settings: Settings) -> Callable[[str, str], bool] | None:
-    """gradio's login check, or None when the app is open (no keys, no users)."""
+class KeyLogins:
+    """Which API key each gradio login name logged in with. gradio's session knows only the name,
+    and quotas must count per key: a name is tied to the first key that logs in with it (in this
+    process), so one key cannot collect a fresh quota per invented name, nor a second key spend
+    the first's. Bounded: the oldest names are forgotten past `capacity`."""
+
+    def __init__(self, capacity: int = 10_000):
+        self.capacity = capacity
+        self._digests: dict[str, str] = {}
+        self._lock = threading.Lock()
+
+    def bind(self, username: str, key: str) -> bool:
+        digest = hashlib.sha256(key.encode()).hexdigest()
+        with self._lock:
+            bound = self._digests.setdefault(username, digest)
+            while len(self._digests) > self.capacity:
+                del self._digests[next(iter(self._digests))]
+        return hmac.compare_digest(bound, digest)
+
+    def digest_of(self, username: str) -> str | None:
+        with self._lock:
+            return self._digests.get(username)
+
+
+KEY_LOGINS = KeyLogins()  # the app's one table: gradio's login check writes it, page_visitor reads it
+
+
+def gradio_auth(settings: Settings, logins: KeyLogins = KEY_LOGINS) -> Callable[[str, str], bool] | None:
+    """gradio's login check, or None when the app is open (no keys, no users). A TRYON_AUTH user
+    logs in with their password only; any other name with an API key, bound to that key."""
     if not settings.api_keys and not settings.auth_users:
         return None
 
     def check(username: str, password: str) -> bool:
-        user_ok = False
+        user_ok, named_user = False, False
         for user, secret in settings.auth_users:
-            user_ok |= hmac.compare_digest(username.encode(), user.encode()) & hmac.compare_digest(password.encode(), secret.encode())
-        return user_ok | key_is_valid(password, settings.api_keys)
+            same_name = hmac.compare_digest(username.encode(), user.encode())
+            named_user |= same_name
+            user_ok |= same_name & hmac.compare_digest(password.encode(), secret.encode())
+        if named_user:
+            return user_ok
+        return key_is_valid(password, settings.api_keys) and logins.bind(username, password)
 
     return check
 

@@ -15,7 +15,7 @@ from typing import Any, Mapping
 
 from ..config import Settings
 from ..limits import Visitor, client_address
-from .access import bearer_token, key_is_valid
+from .access import KEY_LOGINS, bearer_token, key_is_valid
 
 
 class ClientAddress:
@@ -67,7 +67,8 @@ def page_visitor(request: Any, settings: Settings, own_fal_key: str | None = Non
     if user:
         visitor = Visitor.signed_in(user)
     elif getattr(request, "username", None):
-        visitor = Visitor.logged_in(request.username)
+        digest = KEY_LOGINS.digest_of(request.username)  # a name an API key logged in with counts as that key
+        visitor = Visitor("api_key", f"key:{digest}") if digest else Visitor.logged_in(request.username)
     else:
         headers = getattr(request, "headers", None) or {}
         token = bearer_token(headers.get("authorization"))
