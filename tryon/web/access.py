@@ -25,6 +25,7 @@ from typing import Callable, Mapping
 import redis
 
 from ..config import Settings
+from ..redis_server import LUA_NOW
 
 log = logging.getLogger(__name__)
 
@@ -185,12 +186,7 @@ class RateLimiter:
 
 # A bucket: hash t (tokens) and ts (when counted). ARGV: now ("" for Redis's TIME), rate a second,
 # capacity. Numbers go back as strings (Redis turns a Lua number into an integer).
-_BUCKET = """
-local now = tonumber(ARGV[1])
-if not now then
-  local t = redis.call('TIME')
-  now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-end
+_BUCKET = LUA_NOW + """
 local rate, capacity = tonumber(ARGV[2]), tonumber(ARGV[3])
 local tokens = tonumber(redis.call('HGET', KEYS[1], 't'))
 local last = tonumber(redis.call('HGET', KEYS[1], 'ts'))
