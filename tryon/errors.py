@@ -192,7 +192,7 @@ MESSAGES: dict[str, dict[str, str]] = {
     },
     "own_key_sync_only": {
         "en": "Your own FAL key works in Sync mode only: a queued job would have to store it. Switch to Sync, or remove the key.",
-        "es": "Tu propia clave de FAL solo funciona en modo Sync: un trabajo en cola tendría que guardarla. Cambia a Sync o quita la clave.",
+        "es": "Tu propia clave de FAL solo funciona en modo síncrono: un trabajo en cola tendría que guardarla. Cambia a síncrono o quita la clave.",
     },
     "bad_own_key": {
         "en": "That FAL key does not look right: a FAL key is an id and a secret joined by a colon (id:secret).",

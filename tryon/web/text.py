@@ -439,7 +439,7 @@ PAGE_STRINGS: dict[str, dict[str, str]] = {
         "preview_pill": "Vista previa sin conexión: no es el modelo de IA · [cómo usar el modelo](#how-to-use-model)",
         "sign_in": "Iniciar sesión con Hugging Face",
         "own_key": "Tu propia clave de FAL (opcional)",
-        "own_key_info": "Tus pruebas se hacen con tu cuenta de FAL en lugar de la de esta aplicación, sin sus límites. Solo se usa en las pruebas de esta pestaña y nunca se guarda; solo en modo Sync.",
+        "own_key_info": "Tus pruebas se hacen con tu cuenta de FAL en lugar de la de esta aplicación, sin sus límites. Solo se usa en las pruebas de esta pestaña y nunca se guarda; solo en modo síncrono.",
         "own_key_label": "FAL · tu propia clave",
         "own_key_cost": "{cost} en tu cuenta de FAL",
         "sign_out": "Cerrar sesión ({})",
