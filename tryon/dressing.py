@@ -58,6 +58,10 @@ def steps_for(model: Model | None, garments: Sequence, mode: str) -> list[list[i
     return [[n] for n in range(len(garments))]
 
 
+# Errors after which a call may still be running at the vendor: counted as paid (the cap errs on the side of not spending).
+LOST_TRACK = frozenset({"provider_timeout", "provider_unreachable"})
+
+
 class Dresser:
     def __init__(self, provider: Provider, name: str):
         self.provider = provider
@@ -109,7 +113,7 @@ class Dresser:
                 if error.code not in REFUSED or not models or deadline - time.monotonic() < 1.0:
                     # The calls that made a picture were paid for all the same (the quota counts them).
                     error.paid = discarded + [entry for entry in journal[:position] if entry.get("ref")]
-                    if error.code == "provider_timeout":  # cancelled while it ran: the vendor may bill it
+                    if error.code in LOST_TRACK:  # it may be running (or cancelled while it ran): the vendor may bill it
                         error.paid.append({"step": position + 1, "model": model.id if model else None, "provider": self.name,
                                            "images": options.num_images, "resolution": look.outfit.resolution})
                     raise  # no other model, or no time left for one: the refusal is the answer

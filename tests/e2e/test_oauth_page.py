@@ -111,3 +111,38 @@ def test_a_visitor_signs_in_with_hugging_face_and_out_again(visitor, oauth_app, 
     session = next((c for c in context.cookies() if c["name"] == "session"), None)
     assert session is None or "oauth_info" not in session_data(session["value"])
     assert len(oidc_provider.received("/oauth/token")) == 1  # signing out asks the provider nothing
+
+
+def sign_in_by_click(page, oauth_app, name: str) -> None:
+    from playwright.sync_api import expect
+
+    with page.expect_navigation(url=oauth_app.url, timeout=20_000):
+        page.locator("#login").click()
+    page.wait_for_selector("#try-on")
+    expect(page.locator("#login")).to_have_text(f"Sign out ({name})", timeout=10_000)
+
+
+def test_a_signed_in_visitor_finds_their_looks_on_another_device(visitor, oauth_app, oidc_provider, request):
+    from e2e.pagekit import pick_garment, pick_person, run_look
+
+    oidc_provider.user = {"preferred_username": "lin", "sub": "u-lin"}
+    laptop, _, _ = visitor(DESKTOP, "en-US")
+    sign_in_by_click(laptop, oauth_app, "lin")
+    pick_person(laptop, 0)
+    pick_garment(laptop, 0, slot=1)
+    laptop.locator("#try-on:not([disabled])").wait_for(timeout=10_000)
+    assert "Offline preview" in run_look(laptop)
+    laptop.wait_for_function("document.querySelectorAll('#history .thumbnail-item').length === 1", timeout=10_000)
+    # Another device: a new browser profile, so another session cookie. Signed out, no looks; signed in, hers.
+    phone, _, _ = visitor(PHONE, "en-US")
+    phone.wait_for_timeout(500)  # the history arrives with the page's load events
+    assert phone.locator("#history .thumbnail-item").count() == 0
+    sign_in_by_click(phone, oauth_app, "lin")
+    phone.wait_for_function("document.querySelectorAll('#history .thumbnail-item').length === 1", timeout=10_000)
+    shot(phone, request, "history-on-the-phone")
+    # Someone else signed in sees none of it.
+    oidc_provider.user = {"preferred_username": "max", "sub": "u-max-other"}
+    other, _, _ = visitor(DESKTOP, "en-US")
+    sign_in_by_click(other, oauth_app, "max")
+    other.wait_for_timeout(500)
+    assert other.locator("#history .thumbnail-item").count() == 0
