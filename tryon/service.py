@@ -294,8 +294,8 @@ class TryOnService:
         """What is reserved: the dearest of the models that may answer (a refusal hands the look to
         the next of the fallback list), a call of unknown price at the dearest list price known, so a
         dollar limit is never left unmoved."""
-        estimates = [self.estimate(replace(outfit, model=m.id if m is not None else None), garments, mode) for m in models] or \
-                    [self.estimate(outfit, garments, mode)]
+        # choose_models gives at least one entry (None: a provider that names no model).
+        estimates = [self.estimate(replace(outfit, model=m.id if m is not None else None), garments, mode) for m in models]
         calls = max(int(e["calls"]) for e in estimates)
         dearest = max((p for m in catalogue.MODELS.values() for p in m.prices.values()), default=0.30)
         usd = max(e["usd"] if e["usd"] is not None else dearest * int(e["images"]) for e in estimates)
@@ -535,8 +535,8 @@ class TryOnService:
         calls, total = [], 0.0
         # Calls of a layout a fallback left were paid for too: they count, marked "discarded".
         for entry, discarded in [(e, True) for e in dressed.discarded] + [(e, False) for e in dressed.journal]:
-            price = self._call_price(entry)
-            usd = None if price is None else round(price * int(entry.get("images") or 1), 6)
+            usd = self._call_usd(entry)
+            usd = None if usd is None else round(usd, 6)
             call = {"step": entry["step"], "model": entry.get("model"), "provider": entry.get("provider"),
                     "images": entry.get("images", 1), "usd": usd}
             calls.append({**call, "discarded": True} if discarded else call)
