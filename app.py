@@ -77,7 +77,7 @@ def create_service(settings: Settings):
     from tryon.providers import build_provider
     from tryon.redis_server import connect
     from tryon.service import TryOnService
-    from tryon.worker import WorkerPool
+    from tryon.jobs.worker import WorkerPool
 
     redis_handle = connect(settings.redis_url, settings.data_dir)
     try:  # the preview's pictures and the breakers live in Redis, shared by every replica

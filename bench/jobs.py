@@ -38,7 +38,7 @@ from tryon.jobs import JobQueue  # noqa: E402
 from tryon.providers import build_provider  # noqa: E402
 from tryon.redis_server import connect  # noqa: E402
 from tryon.service import TryOnService  # noqa: E402
-from tryon.worker import WorkerPool  # noqa: E402
+from tryon.jobs.worker import WorkerPool  # noqa: E402
 
 
 def png(image) -> bytes:

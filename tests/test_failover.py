@@ -15,7 +15,7 @@ from tryon.errors import ProviderError
 from tryon.providers import ProviderChain, build_provider
 from tryon.providers.breaker import CircuitBreaker, SharedCircuitBreaker
 from tryon.service import TryOnService
-from tryon.worker import WorkerPool
+from tryon.jobs.worker import WorkerPool
 from vendor_servers import REPLICATE_FRAME
 
 

@@ -219,7 +219,7 @@ def test_an_async_job_records_and_sends_the_guessed_categories(redis_server, tmp
     from test_jobs import make_service, wait_for
     from tryon.config import Settings
     from tryon.providers.local import LocalPreviewProvider
-    from tryon.worker import WorkerPool
+    from tryon.jobs.worker import WorkerPool
 
     class Recording(LocalPreviewProvider):
         def __init__(self):

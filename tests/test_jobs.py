@@ -20,7 +20,7 @@ from tryon.providers import build_provider
 from tryon.providers.local import LocalPreviewProvider
 from tryon.redis_server import client_for, connect
 from tryon.service import TryOnService
-from tryon.worker import WorkerPool
+from tryon.jobs.worker import WorkerPool
 
 
 def make_service(settings: Settings, redis_server, provider=None) -> TryOnService:

@@ -190,7 +190,7 @@ def test_fal_looks_sync_and_async_are_priced_from_their_timing_records(fal_serve
     from tryon.jobs import JobQueue
     from tryon.outfit import Outfit
     from tryon.providers import build_provider
-    from tryon.worker import WorkerPool
+    from tryon.jobs.worker import WorkerPool
 
     settings = Settings.from_env({**fal_server.env(), "TRYON_DATA_DIR": str(tmp_path)})
     client = client_for(host="127.0.0.1", port=redis_server.port)

@@ -17,7 +17,7 @@ from tryon.providers.base import EditOptions
 from tryon.providers import build_provider
 from tryon.service import TryOnService
 from test_jobs import make_service, wait_for
-from tryon.worker import WorkerPool
+from tryon.jobs.worker import WorkerPool
 
 FAL_MODELS = [m.id for m in catalogue.for_provider("fal")]
 PRO, FASHN, KOLORS, SEEDREAM, NANO2 = ("fal-ai/nano-banana-pro/edit", "fal-ai/fashn/tryon/v1.6",

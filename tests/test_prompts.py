@@ -123,7 +123,7 @@ def test_the_chain_applies_jeans_then_tshirt_then_jacket_and_shows_the_prompts(f
 
 def test_an_async_job_names_the_order_in_its_single_prompt(fal_server, redis_server, tmp_path, person_png, garment_pngs):
     from test_jobs import make_service, wait_for
-    from tryon.worker import WorkerPool
+    from tryon.jobs.worker import WorkerPool
 
     settings = Settings.from_env({**fal_server.env(), "TRYON_DATA_DIR": str(tmp_path)})
     service = make_service(settings, redis_server)

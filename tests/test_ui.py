@@ -223,7 +223,7 @@ def async_handlers(settings, redis_server):
     from tryon.providers.local import LocalPreviewProvider
     from tryon.redis_server import client_for
     from tryon.service import TryOnService
-    from tryon.worker import WorkerPool
+    from tryon.jobs.worker import WorkerPool
 
     service = TryOnService(settings, LocalPreviewProvider(), JobQueue(client_for(port=redis_server.port)))
     pool = WorkerPool(service, 1).start()
