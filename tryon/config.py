@@ -115,6 +115,7 @@ class Settings:
     redis_url: str | None = field(default=None, repr=False)  # may hold a password
     workers: int = 16  # in-app worker threads (they mostly wait on the provider) for async jobs (0: only external `python -m tryon.worker`)
     job_ttl_s: int = 86400
+    batch_max_looks: int = 200  # persons x outfits in one catalogue batch (tryon.jobs.batch)
     job_visibility_s: float = 30.0  # a job silent this long is taken over by another worker
     job_max_attempts: int = 3
     api_keys: tuple[str, ...] = field(default=(), repr=False)  # TRYON_API_KEYS: gates REST and gradio API
@@ -253,6 +254,7 @@ class Settings:
         job_visibility_s = _parse(
             env, "TRYON_JOB_VISIBILITY", 30.0, float, lambda v: 0.5 <= v <= 3600, "a number of seconds between 0.5 and 3600",
         )
+        batch_max_looks = _parse(env, "TRYON_BATCH_MAX_LOOKS", 200, int, lambda v: 1 <= v <= 1000, "a whole number from 1 to 1000")
         job_max_attempts = _parse(env, "TRYON_JOB_MAX_ATTEMPTS", 3, int, lambda v: 1 <= v <= 20, "a whole number from 1 to 20")
         api_keys = tuple(k.strip() for k in (env.get("TRYON_API_KEYS") or "").split(",") if k.strip())
         if any(len(k) < 8 for k in api_keys):
@@ -347,6 +349,7 @@ class Settings:
             job_ttl_s=job_ttl_s,
             job_visibility_s=job_visibility_s,
             job_max_attempts=job_max_attempts,
+            batch_max_looks=batch_max_looks,
             api_keys=api_keys,
             auth_users=tuple(auth_users),
             rate_limit_per_min=rate_limit_per_min,

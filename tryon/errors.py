@@ -234,6 +234,42 @@ MESSAGES: dict[str, dict[str, str]] = {
         "en": "Something went wrong on our side while processing this job.",
         "es": "Algo falló por nuestra parte al procesar este trabajo.",
     },
+    "batch_not_found": {
+        "en": "Batch not found: it never existed, was mistyped, or expired.",
+        "es": "Lote no encontrado: no existe, está mal escrito o caducó.",
+    },
+    "batch_no_person": {
+        "en": "Add at least one person photo to the catalogue run.",
+        "es": "Añade al menos una foto de persona al catálogo.",
+    },
+    "batch_no_outfit": {
+        "en": "Add at least one garment (an outfit) to the catalogue run.",
+        "es": "Añade al menos una prenda (un conjunto) al catálogo.",
+    },
+    "batch_too_many_persons": {
+        "en": "{count} person photos: a catalogue run takes at most {limit}.",
+        "es": "{count} fotos de persona: un catálogo admite como máximo {limit}.",
+    },
+    "batch_too_many_outfits": {
+        "en": "{count} outfits: a catalogue run takes at most {limit}.",
+        "es": "{count} conjuntos: un catálogo admite como máximo {limit}.",
+    },
+    "batch_outfit_garments": {
+        "en": "Outfit {outfit} has {count} garments: each outfit takes 1 to {limit}.",
+        "es": "El conjunto {outfit} tiene {count} prendas: cada conjunto admite de 1 a {limit}.",
+    },
+    "batch_bad_outfits": {
+        "en": "Outfits must be garment numbers grouped with +, separated by commas (e.g. 1+2, 3); got \"{text}\".",
+        "es": "Los conjuntos son números de prenda unidos con +, separados por comas (p. ej. 1+2, 3); se recibió \"{text}\".",
+    },
+    "batch_outfit_garment_missing": {
+        "en": "An outfit names garment {number}, but there are {garments} garment photos.",
+        "es": "Un conjunto nombra la prenda {number}, pero hay {garments} fotos de prendas.",
+    },
+    "batch_too_large": {
+        "en": "{persons} persons × {outfits} outfits is {looks} looks; this app runs at most {limit} in one batch. Split it into smaller batches.",
+        "es": "{persons} personas × {outfits} conjuntos son {looks} looks; esta aplicación hace como máximo {limit} por lote. Divídelo en lotes más pequeños.",
+    },
     "unknown_reference": {
         "en": "Unknown image reference; upload the image again.",
         "es": "Referencia de imagen desconocida; vuelve a subir la imagen.",
@@ -242,6 +278,8 @@ MESSAGES: dict[str, dict[str, str]] = {
 
 FIELD_NAMES: dict[str, dict[str, str]] = {
     "person": {"en": "Person photo", "es": "Foto de la persona"},
+    "persons": {"en": "Person {n}", "es": "Persona {n}"},  # a batch's
+    "outfit": {"en": "Outfit {n}", "es": "Conjunto {n}"},
     "garment": {"en": "Garment {n}", "es": "Prenda {n}"},
     "image": {"en": "Image", "es": "Imagen"},
 }
@@ -261,6 +299,8 @@ def pick_language(accept_language: str | None) -> str:
 def field_label(field: str, lang: str = "en") -> str:
     """'garment_2' -> 'Garment 2' / 'Prenda 2'; 'person' -> 'Person photo'."""
     lang = lang if lang in LANGUAGES else "en"
+    if "." in field:  # "outfit_3.garment_2": a batch's outfit, then its garment
+        return ", ".join(field_label(part, lang) for part in field.split("."))
     base, _, number = field.partition("_")
     names = FIELD_NAMES.get(base)
     if names is None:

@@ -143,6 +143,9 @@ class TryOnService:
         self._guesses_in_flight: SingleFlight[GarmentGuess] = SingleFlight()
         self._guess_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="tryon-guess")
         self._offered: tuple[Model, ...] | None = None  # offered_models(), once
+        from .jobs.batch import Batches  # here: tryon.jobs.batch reads the service's types
+
+        self.batches = Batches(self)  # catalogue runs: many looks as one batch of jobs
 
     def _intake(self, source: ImageSource, field: str) -> tuple[NormalizedImage, bool]:
         try:
@@ -650,13 +653,19 @@ class TryOnService:
         received_ts = now_ms()
         started = time.perf_counter()
         uploads = self.upload_all(inputs)
+        return self.enqueue(uploads, outfit, models, hold, received_ts, elapsed_ms(started))
+
+    def enqueue(self, uploads: list[Upload], outfit: Outfit, models: list[Model | None], hold: Hold | None,
+                received_ts: int, inputs_ms: float) -> Job:
+        """Queue one look whose images are uploaded (the person first, then garment_1..n): a single
+        job, or one look of a batch (tryon.jobs.batch)."""
         by_field = {u.field: u for u in uploads[1:]}
         specs = self.outfit_specs(outfit, by_field)  # the record keeps the garments inner to outer
         timings = {
             "mode": "async",
             "provider": self.provider.name,
             "be_received_ts": received_ts,
-            "inputs_ms": elapsed_ms(started),
+            "inputs_ms": inputs_ms,
             "garments": len(specs),
             "uploads": [u.timing() for u in uploads],
             "order": [spec.public() for spec in specs],

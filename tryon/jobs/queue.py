@@ -29,7 +29,8 @@ import redis
 STREAM = "tryon:jobs"
 GROUP = "workers"
 JOB_KEY = "tryon:job:{}"
-STATUSES = ("queued", "processing", "done", "error")
+STATUSES = ("queued", "processing", "done", "error", "cancelled")
+FINISHED = ("done", "error", "cancelled")
 JSON_FIELDS = ("inputs", "timings", "steps", "hold")
 
 # Fenced write: update the record only while this worker owns the job.
@@ -43,11 +44,19 @@ return 1
 _CLAIM = """
 local status = redis.call('HGET', KEYS[1], 'status')
 if not status then return 'missing' end
-if status == 'done' or status == 'error' then return status end
+if status == 'done' or status == 'error' or status == 'cancelled' then return status end
 local attempts = redis.call('HINCRBY', KEYS[1], 'attempts', 1)
 redis.call('HSET', KEYS[1], 'worker', ARGV[1], 'status', 'processing')
 if redis.call('HEXISTS', KEYS[1], 'started_at') == 0 then redis.call('HSET', KEYS[1], 'started_at', ARGV[2]) end
 return tostring(attempts)
+"""
+
+
+# Cancel: only a job no worker has claimed yet (one running may already be paid for at the vendor).
+_CANCEL = """
+if redis.call('HGET', KEYS[1], 'status') ~= 'queued' then return 0 end
+redis.call('HSET', KEYS[1], 'status', 'cancelled', 'finished_at', ARGV[1], 'error_code', 'cancelled')
+return 1
 """
 
 
@@ -139,6 +148,7 @@ class JobQueue:
         self.max_attempts = max_attempts
         self._fenced_hset = client.register_script(_FENCED_HSET)
         self._claim = client.register_script(_CLAIM)
+        self._cancel = client.register_script(_CANCEL)
         self._group_ready = False
 
     def ensure_group(self) -> None:
@@ -172,6 +182,18 @@ class JobQueue:
             return None
         data = self.redis.hgetall(JOB_KEY.format(job_id))
         return Job.from_hash(data) if data else None
+
+    def get_many(self, job_ids: list[str]) -> list[Job | None]:
+        """Several records in one round trip (a batch's looks)."""
+        pipe = self.redis.pipeline(transaction=False)
+        for job_id in job_ids:
+            pipe.hgetall(JOB_KEY.format(job_id))
+        return [Job.from_hash(data) if data else None for data in pipe.execute()]
+
+    def cancel(self, job_id: str) -> bool:
+        """Cancel a job that is still queued (True); a claimed or finished one is left as it is.
+        Its stream entry stays: the worker that reads it sees `cancelled` and drops it."""
+        return bool(self._cancel(keys=[JOB_KEY.format(job_id)], args=[now_ms()]))
 
     def waiting(self) -> int:
         """Jobs in the stream that no worker has taken yet (finished ones are deleted from it)."""
@@ -211,7 +233,7 @@ class JobQueue:
         return None
 
     def claim(self, job_id: str, consumer: str) -> str:
-        """'missing', 'done', 'error', or the attempt number now starting (as text)."""
+        """'missing', 'done', 'error', 'cancelled', or the attempt number now starting (as text)."""
         return self._claim(keys=[JOB_KEY.format(job_id)], args=[consumer, now_ms()])
 
     def update(self, job_id: str, consumer: str, **fields: Any) -> bool:

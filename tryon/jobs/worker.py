@@ -60,7 +60,7 @@ class Worker(threading.Thread):
     def process(self, message_id: str, job_id: str) -> None:
         queue, me = self.queue, self.consumer
         state = queue.claim(job_id, me)
-        if state in ("missing", "done", "error"):  # expired, or finished by an earlier owner
+        if state in ("missing", "done", "error", "cancelled"):  # expired, finished by an earlier owner, or cancelled
             queue.done_with(message_id)
             return
         attempt = int(state)

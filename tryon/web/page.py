@@ -19,6 +19,7 @@ from .session_files import FileOwners
 from .text import I18N, say
 from .components import LoginButton, PhotoInput, ResultCount
 from .events import FIELDS, GARMENT_SLOTS, Handlers, PageRun, language
+from . import catalogue
 
 ASSETS = Path(__file__).resolve().parents[2] / "assets"
 CATEGORY_CHOICES = [(I18N(f"category_choice_{name}"), name) for name in CATEGORIES]
@@ -250,6 +251,7 @@ def build_demo(service: TryOnService, redis_description: str | None = None) -> T
                         again = gr.Button(I18N("try_again"), variant="primary", elem_id="try-again")
                         delete = gr.Button(I18N("delete_look"), variant="stop", elem_id="delete-look")
                     history_note = gr.Markdown(elem_id="history-note")
+            batches = catalogue.build_tab(demo, service, I18N, model_choices, default_model)
             with gr.Tab(I18N("tab_metrics"), id="metrics", elem_id="metrics-tab") as metrics_tab:
                 refresh = gr.Button(I18N("refresh"), size="sm", elem_id="metrics-refresh")
                 metrics_summary = gr.Markdown(elem_id="metrics-summary")
@@ -314,6 +316,7 @@ def build_demo(service: TryOnService, redis_description: str | None = None) -> T
         # /upload for scripts that pre-upload once and reuse the reference (the seed's /api/images/upload).
         upload_in, upload_out = PhotoInput(visible=False), gr.Textbox(visible=False)
         gr.Button(visible=False).click(handlers.upload, upload_in, upload_out, api_name="upload")
+        catalogue.add_api(batches)
         gr.on([refresh.click, metrics_tab.select], handlers.metrics_view, None, [metrics_summary, metrics_plot], api_visibility="private")
     for fn in demo.fns.values():  # the login button's load event is the page's own, not an API or an MCP tool
         if getattr(fn.fn, "__name__", "") == "_check_login_status":
@@ -324,4 +327,4 @@ def build_demo(service: TryOnService, redis_description: str | None = None) -> T
 
 def launch_options() -> dict[str, Any]:
     """What goes to launch() / mount_gradio_app() (theme, css, js and i18n moved there in gradio 6)."""
-    return {"i18n": I18N, "theme": gr.themes.Soft(), "footer_links": ["api", "gradio"], "css": CSS, "js": JS, **LAUNCH_OPTIONS}
+    return {"i18n": I18N, "theme": gr.themes.Soft(), "footer_links": ["api", "gradio"], "css": CSS + catalogue.CSS, "js": JS, **LAUNCH_OPTIONS}

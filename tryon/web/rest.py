@@ -5,6 +5,10 @@
     POST /api/jobs/submit       {apiKey, userImage, garments}       -> {success, job_id, status}
     GET  /api/jobs/{id}/status                                      -> {status, image_url, error, timestamps}
     GET  /api/metrics                                               -> the numbers of the Metrics tab
+    POST /api/batches           {apiKey, persons[1..20], outfits[1..50]} -> a catalogue batch and its grid
+    GET  /api/batches/{id}                                          -> every look's status, cost, counts
+    POST /api/batches/{id}/cancel | /retry                          -> the grid after it
+    GET  /api/batches/{id}/archive                                  -> a ZIP, streamed as it is built
 
 Images: base64, data URL or https URL. Errors: {success: false, error, code} with
 400 bad input, 401 bad key, 404 unknown job, 413 too large, 429 rate limit or busy,
@@ -25,7 +29,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException
 
@@ -34,6 +38,7 @@ from ..config import Settings
 from ..limits import Visitor
 from ..errors import InvalidRequest, TryOnError, pick_language
 from ..outfit import Outfit
+from ..jobs.batch import OutfitRequest
 from ..service import TryOnService
 from .visitors import rest_visitor
 
@@ -59,6 +64,38 @@ class GenerateRequest(BaseModel):
     def outfit(self) -> Outfit:
         return Outfit.parse(self.categories, self.descriptions, self.order, self.numImages, self.aspectRatio, self.resolution,
                             self.model)
+
+
+class BatchOutfit(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    garments: list[str] = Field(..., description="1 to 4 garments (an upload's URL, base64, data URL or https URL).")
+    categories: list[str | None] | None = Field(None, description="Per garment: auto, top, bottom, dress, outerwear, shoes or accessory.")
+    descriptions: list[str | None] | None = Field(None, description="Per garment: a short description.")
+
+
+class BatchRequest(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    apiKey: str | None = Field(None, description="Required when the server sets TRYON_API_KEYS.")
+    persons: list[str] = Field(..., description="1 to 20 person photos; pre-upload them with /api/images/upload and pass the URLs.")
+    outfits: list[BatchOutfit | str] = Field(..., description="1 to 50 outfits: {garments, categories, descriptions}, or one garment as a string.")
+    numImages: int = Field(1, description="Results per look, 1 to 4 (named _v1.._v4 in the archive).")
+    aspectRatio: str = Field("same", description="As for /api/images/generate.")
+    resolution: str = Field("1K", description="1K, 2K or 4K (models that support it).")
+    model: str | None = Field(None, description="A model id from GET /api/models; default: the app's.")
+
+    def outfit_requests(self) -> list[OutfitRequest]:
+        return [OutfitRequest([o]) if isinstance(o, str) else
+                OutfitRequest(o.garments, [c or "auto" for c in o.categories or []], [d or "" for d in o.descriptions or []])
+                for o in self.outfits]
+
+    def options(self) -> Outfit:
+        return Outfit.parse(None, None, None, self.numImages, self.aspectRatio, self.resolution, self.model)
+
+
+class BatchAction(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    apiKey: str | None = None
+    cells: list[int] | None = Field(None, description="retry only: these looks (0-based, in the grid's order); default every failed one.")
 
 
 class UploadRequest(BaseModel):
@@ -263,6 +300,56 @@ def build_router(service: TryOnService, settings: Settings, redis_client) -> API
             return service.job_status(job_id)
         except TryOnError as error:
             return error_response(error, request)
+
+    # -- catalogue batches: the batch id is the capability to read it, as a job's id is ----------
+
+    @router.post("/batches", responses=ERRORS, summary="Queue a catalogue batch: every person in every outfit, one async job per look")
+    def submit_batch(body: BatchRequest, request: Request):
+        try:
+            admit(request, body.apiKey)
+            answer = service.batches.submit(body.persons, body.outfit_requests(), body.options(),
+                                            visitor=visitor_of(request, body.apiKey))
+        except TryOnError as error:
+            return error_response(error, request)
+        return {"success": True, **answer}
+
+    @router.get("/batches/{batch_id}", responses=ERRORS, summary="A batch's looks: status, error, pictures, cost; counts by status")
+    def batch_status(batch_id: str, request: Request):
+        try:
+            admit(request, None, needs_key=False)
+            return {"success": True, **service.batches.status(batch_id)}
+        except TryOnError as error:
+            return error_response(error, request)
+
+    @router.post("/batches/{batch_id}/cancel", responses=ERRORS, summary="Cancel the looks no worker has started")
+    def cancel_batch(batch_id: str, request: Request, body: BatchAction | None = None):
+        try:
+            admit(request, body.apiKey if body else None)
+            return {"success": True, **service.batches.cancel(batch_id)}
+        except TryOnError as error:
+            return error_response(error, request)
+
+    @router.post("/batches/{batch_id}/retry", responses=ERRORS, summary="Run again the looks that failed or were cancelled")
+    def retry_batch(batch_id: str, request: Request, body: BatchAction | None = None):
+        try:
+            api_key = body.apiKey if body else None
+            admit(request, api_key)
+            return {"success": True, **service.batches.retry(batch_id, visitor=visitor_of(request, api_key),
+                                                             cells=body.cells if body else None)}
+        except TryOnError as error:
+            return error_response(error, request)
+
+    @router.get("/batches/{batch_id}/archive", responses=ERRORS,
+                summary="The batch as a ZIP: person-<n>_outfit-<m>.png, contact_sheet.png, manifest.json, manifest.csv")
+    def batch_archive(batch_id: str, request: Request):
+        try:
+            admit(request, None, needs_key=False)
+            chunks = service.batches.archive(batch_id)
+        except TryOnError as error:
+            return error_response(error, request)
+        name = f"tryon-batch-{batch_id[:8]}.zip"
+        return StreamingResponse(chunks, media_type="application/zip",
+                                 headers={"Content-Disposition": f'attachment; filename="{name}"', "Cache-Control": "no-store"})
 
     @router.get("/metrics", summary="Requests, success rate, latency percentiles, upload cache hit rate")
     def metrics(request: Request, apiKey: str | None = None) -> dict[str, Any]:

@@ -1,0 +1,364 @@
+"""The Catalogue tab and the batch API: many persons x many outfits as one batch (tryon.jobs.batch).
+
+The tab: drop persons and garments, see the grid that will run and its cost, start it, watch the
+cells fill (a timer polls while the batch runs), retry the failed ones, cancel the rest, open any
+picture full size, download the ZIP. The batch id goes in the page's URL (?batch=<id>), so a
+reload or another device shows the same batch.
+
+The named API (gradio_client and MCP): submit_batch, batch_status, cancel_batch, retry_batch,
+batch_archive. Every one goes through the service's Batches, as REST does.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+import tempfile
+from pathlib import Path
+from typing import Any, Sequence
+
+import gradio as gr
+
+from ..errors import InvalidRequest, TryOnError
+from ..jobs.batch import OutfitRequest
+from ..outfit import Outfit
+from ..service import TryOnService
+from .events import internal_error, language, shown_error
+from .text import dollars, say
+from .visitors import page_visitor
+
+POLL_S = 2.0
+SET_URL_JS = """(batchId) => {
+  const url = new URL(window.location.href);
+  if (batchId) { url.searchParams.set('batch', batchId); } else { url.searchParams.delete('batch'); }
+  window.history.replaceState(null, '', url.toString());
+}"""
+STATUS_CLASS = {"queued": "cell-queued", "processing": "cell-running", "done": "cell-done", "error": "cell-error",
+                "cancelled": "cell-cancelled", "expired": "cell-error"}
+CSS = """
+#batch-grid table { border-collapse: collapse; font-size: .85em; }
+#batch-grid th, #batch-grid td { border: 1px solid var(--border-color-primary, #ddd); padding: 4px 6px; text-align: center; }
+#batch-grid td.cell-done { background: #dcfce7; } #batch-grid td.cell-error { background: #fee2e2; color: #991b1b; }
+#batch-grid td.cell-running { background: #dbeafe; } #batch-grid td.cell-cancelled { background: #f3f4f6; color: #6b7280; }
+#batch-grid td.cell-queued { background: #fefce8; }
+#batch-grid .cell-error-text { display: block; font-size: .8em; max-width: 14em; white-space: normal; }
+#batch-grid-wrap { overflow-x: auto; }
+"""
+
+
+def paths_of(files: Any) -> list[Path]:
+    """A gallery's, a File's or a list's paths ([(path, caption)], [path], [{"path": ...}]): files
+    gradio received from this session (the page's file gate checks every event's inputs)."""
+    found = []
+    for item in files or []:
+        if isinstance(item, (list, tuple)):
+            item = item[0]
+        if isinstance(item, dict):
+            item = item.get("path") or item.get("name")
+        if hasattr(item, "path"):
+            item = item.path
+        if item:
+            found.append(Path(str(item)))
+    return found
+
+
+def parse_outfits(text: str | None, garments: int) -> list[list[int]]:
+    """Which garments (1-based) make each outfit: "1+2, 3, 4" (one outfit per group); empty: every
+    garment alone. A JSON list ([{"garments": [1, 2]}, [3]]) says the same."""
+    text = (text or "").strip()
+    if not text:
+        return [[n] for n in range(1, garments + 1)]
+    groups: list[list[int]] = []
+    if text.startswith("["):
+        try:
+            items = json.loads(text)
+        except ValueError:
+            raise InvalidRequest("batch_bad_outfits", text=text[:60]) from None
+        for item in items if isinstance(items, list) else []:
+            numbers = item.get("garments") if isinstance(item, dict) else item
+            groups.append([int(n) for n in numbers] if isinstance(numbers, list) else [int(numbers)])
+    else:
+        for part in re.split(r"[,;\n]+", text):
+            if part.strip():
+                if not re.fullmatch(r"\s*\d+(\s*[+ ]\s*\d+)*\s*", part):
+                    raise InvalidRequest("batch_bad_outfits", text=part.strip()[:60])
+                groups.append([int(n) for n in re.findall(r"\d+", part)])
+    for group in groups:
+        for n in group:
+            if not 1 <= n <= garments:
+                raise InvalidRequest("batch_outfit_garment_missing", number=n, garments=garments)
+    if not groups:
+        raise InvalidRequest("batch_bad_outfits", text=text[:60])
+    return groups
+
+
+def outfit_requests(garments: Sequence[Path], groups: list[list[int]], categories: dict | None = None) -> list[OutfitRequest]:
+    return [OutfitRequest([garments[n - 1] for n in group],
+                          [((categories or {}).get(str(n)) or "auto") for n in group]) for group in groups]
+
+
+class CatalogueHandlers:
+    """The tab's events and the batch API; each answers in the browser's language."""
+
+    def __init__(self, service: TryOnService):
+        self.service = service
+
+    def _visitor(self, request):
+        headers = getattr(request, "headers", None) or {}
+        return page_visitor(request, self.service.settings, headers.get("x-fal-key"))
+
+    # -- the named API ------------------------------------------------------------------------
+
+    def submit_batch(self, persons, garments, outfits="", num_images=1, aspect_ratio="same", resolution="1K", model=None,
+                     request: gr.Request = None):
+        """Queue a catalogue batch: every person in every outfit, one async job per look; returns the batch (id, grid, estimate).
+
+        Args:
+            persons: 1 to 20 person photos
+            garments: the garment photos; each is an outfit of its own unless `outfits` groups them
+            outfits: optional grouping of garments (1-based) into outfits, e.g. "1+2, 3, 4"; empty: one outfit per garment
+            num_images: results per look, 1 to 4
+            aspect_ratio: "same" (as the person photo) or 1:1, 4:5, 3:4, 2:3, 9:16, 5:4, 4:3, 3:2, 16:9, 21:9
+            resolution: 1K, 2K or 4K (models that support it)
+            model: a model id (empty: the app's default)
+        """
+        lang = language(request)
+        try:
+            return self._submit(persons, garments, outfits, model, request, num_images, aspect_ratio, resolution)
+        except TryOnError as error:
+            raise shown_error(error.message(lang)) from None
+        except Exception:
+            raise shown_error(internal_error(lang, "submit_batch")) from None
+
+    def _submit(self, persons, garments, outfits, model, request, num_images=1, aspect_ratio="same", resolution="1K"):
+        garment_paths = paths_of(garments)
+        options = Outfit.parse(None, None, None, num_images, aspect_ratio, resolution, model or None)
+        requests = outfit_requests(garment_paths, parse_outfits(outfits, len(garment_paths))) if garment_paths else []
+        return self.service.batches.submit(paths_of(persons), requests, options, visitor=self._visitor(request))
+
+    def batch_status(self, batch_id, request: gr.Request = None):
+        """A batch's looks (person, outfit, status, error, cost) and its counts by status.
+
+        Args:
+            batch_id: the id submit_batch returned
+        """
+        return self._api(lambda: self.service.batches.status((batch_id or "").strip()), request)
+
+    def cancel_batch(self, batch_id, request: gr.Request = None):
+        """Cancel the looks of a batch that no worker has started; returns the batch.
+
+        Args:
+            batch_id: the id submit_batch returned
+        """
+        return self._api(lambda: self.service.batches.cancel((batch_id or "").strip()), request)
+
+    def retry_batch(self, batch_id, request: gr.Request = None):
+        """Run again every look of a batch that failed or was cancelled; returns the batch.
+
+        Args:
+            batch_id: the id submit_batch returned
+        """
+        return self._api(lambda: self.service.batches.retry((batch_id or "").strip(), visitor=self._visitor(request)), request)
+
+    def batch_archive(self, batch_id, request: gr.Request = None):
+        """The batch as a ZIP: person-<n>_outfit-<m>.png per look, contact_sheet.png, manifest.json and manifest.csv.
+
+        Args:
+            batch_id: the id submit_batch returned
+        """
+        def write() -> str:
+            chunks = self.service.batches.archive((batch_id or "").strip())
+            folder = Path(tempfile.mkdtemp(prefix="tryon-batch-"))
+            path = folder / f"tryon-batch-{batch_id.strip()[:8]}.zip"
+            with path.open("wb") as out:
+                for chunk in chunks:
+                    out.write(chunk)
+            return str(path)
+
+        return self._api(write, request)
+
+    def _api(self, work, request):
+        lang = language(request)
+        try:
+            return work()
+        except TryOnError as error:
+            raise shown_error(error.message(lang)) from None
+        except Exception:
+            raise shown_error(internal_error(lang, "batch")) from None
+
+    # -- the tab ---------------------------------------------------------------------------------
+
+    def plan(self, persons, garments, outfits, model, request: gr.Request = None):
+        """The grid that will run and what it should cost, before anything is uploaded."""
+        lang = language(request)
+        people, items = paths_of(persons), paths_of(garments)
+        if not people or not items:
+            return say("batch_plan_empty", lang)
+        try:
+            groups = parse_outfits(outfits, len(items))
+            options = Outfit.parse(model=model or None)
+            estimate = self.service.batches.estimate(len(people), [len(g) for g in groups], options)
+        except TryOnError as error:
+            return f"⚠️ {error.message(lang)}"
+        looks = len(people) * len(groups)
+        cost = say("batch_free", lang) if estimate["offline_preview"] else dollars(estimate["usd"], lang)
+        line = say("batch_plan", lang, persons=len(people), outfits=len(groups), looks=looks, cost=cost)
+        limit = self.service.settings.batch_max_looks
+        if looks > limit:
+            line += " ⚠️ " + say("batch_plan_over", lang, limit=limit)
+        outfit_words = [" + ".join(f"#{n}" for n in group) for group in groups]
+        return line + "\n\n" + say("batch_plan_outfits", lang, outfits="; ".join(
+            f"{say('batch_outfit', lang, n=m)}: {words}" for m, words in enumerate(outfit_words, start=1)))
+
+    def start(self, persons, garments, outfits, model, request: gr.Request = None):
+        lang = language(request)
+        try:
+            status = self._submit(persons, garments, outfits, model, request)
+        except TryOnError as error:
+            return gr.update(), f"⚠️ {error.message(lang)}", "", gr.update(), gr.Timer(active=False), ""
+        except Exception:
+            return gr.update(), f"⚠️ {internal_error(lang, 'submit_batch')}", "", gr.update(), gr.Timer(active=False), ""
+        return (status["batch_id"], self._summary(status, lang), grid_html(status, lang), [], gr.Timer(active=True),
+                self._actions(status, lang))
+
+    def refresh(self, batch_id, request: gr.Request = None):
+        lang = language(request)
+        if not batch_id:
+            return "", "", gr.update(), gr.Timer(active=False), ""
+        try:
+            status = self.service.batches.status(batch_id)
+        except TryOnError as error:
+            return f"⚠️ {error.message(lang)}", "", [], gr.Timer(active=False), ""
+        return (self._summary(status, lang), grid_html(status, lang), self._pictures(batch_id, status),
+                gr.Timer(active=not status["finished"]), self._actions(status, lang))
+
+    def restore(self, request: gr.Request = None):
+        """A page opened with ?batch=<id> shows that batch (and keeps polling it while it runs)."""
+        batch_id = (getattr(request, "query_params", None) or {}).get("batch") if request is not None else None
+        if not batch_id:
+            return "", "", "", gr.update(), gr.Timer(active=False), ""
+        return (batch_id, *self.refresh(batch_id, request))
+
+    def cancel(self, batch_id, request: gr.Request = None):
+        return self._change(lambda: self.service.batches.cancel(batch_id), batch_id, request)
+
+    def retry(self, batch_id, request: gr.Request = None):
+        return self._change(lambda: self.service.batches.retry(batch_id, visitor=self._visitor(request)), batch_id, request)
+
+    def _change(self, work, batch_id, request):
+        lang = language(request)
+        if not batch_id:
+            return say("batch_none", lang), "", gr.update(), gr.Timer(active=False), ""
+        try:
+            work()
+        except TryOnError as error:
+            summary, grid, pictures, timer, actions = self.refresh(batch_id, request)
+            return f"⚠️ {error.message(lang)}", grid, pictures, timer, actions
+        return self.refresh(batch_id, request)
+
+    def _summary(self, status: dict[str, Any], lang: str) -> str:
+        counts = status["counts"]
+        estimate = status.get("estimate") or {}
+        if status["offline_preview"]:
+            cost = say("batch_free", lang)
+        else:
+            cost = say("batch_cost", lang, spent=dollars(status["cost_usd"], lang), estimate=dollars(estimate.get("usd"), lang))
+        state = say("batch_finished", lang) if status["finished"] else say("batch_running", lang)
+        return say("batch_summary", lang, state=state, done=counts.get("done", 0), looks=status["looks"],
+                   running=counts.get("processing", 0), queued=counts.get("queued", 0), failed=counts.get("error", 0),
+                   cancelled=counts.get("cancelled", 0), cost=cost, batch_id=status["batch_id"])
+
+    def _actions(self, status: dict[str, Any], lang: str) -> str:
+        """The download link: the REST archive, streamed as it is built."""
+        done = status["counts"].get("done", 0)
+        if not done:
+            return ""
+        return (f'<a id="batch-archive" href="{html.escape(status["archive"])}" download>'
+                f'{html.escape(say("batch_download", lang, done=done))}</a>')
+
+    def _pictures(self, batch_id: str, status: dict[str, Any]) -> list[tuple[Any, str]]:
+        """The finished looks, captioned as the archive names them (click one: full size)."""
+        pictures = []
+        for cell in status["cells"]:
+            if cell["status"] != "done":
+                continue
+            images = self.service.job_images(cell["job_id"])
+            for k, image in enumerate(images, start=1):
+                suffix = f"_v{k}" if len(images) > 1 else ""
+                pictures.append((image, f"person-{cell['person']}_outfit-{cell['outfit']}{suffix}"))
+        return pictures
+
+
+def grid_html(status: dict[str, Any], lang: str) -> str:
+    """Person x outfit, each cell its status word (and a failed one's reason)."""
+    outfits = status["outfits"]
+    rows = {}
+    for cell in status["cells"]:
+        rows.setdefault(cell["person"], {})[cell["outfit"]] = cell
+    head = "".join(f"<th scope='col'>{html.escape(say('batch_outfit', lang, n=m))}</th>" for m in range(1, outfits + 1))
+    body = []
+    for person in sorted(rows):
+        cells = []
+        for m in range(1, outfits + 1):
+            cell = rows[person].get(m, {"status": "expired"})
+            word = html.escape(say(f"batch_status_{cell['status']}", lang))
+            reason = f"<span class='cell-error-text'>{html.escape(cell.get('error') or '')}</span>" if cell["status"] == "error" else ""
+            cells.append(f"<td class='{STATUS_CLASS.get(cell['status'], '')}' data-status='{cell['status']}'>{word}{reason}</td>")
+        body.append(f"<tr><th scope='row'>{html.escape(say('batch_person', lang, n=person))}</th>{''.join(cells)}</tr>")
+    return f"<div id='batch-grid-wrap'><table><thead><tr><th></th>{head}</tr></thead><tbody>{''.join(body)}</tbody></table></div>"
+
+
+def build_tab(demo: gr.Blocks, service: TryOnService, I18N, model_choices, default_model) -> CatalogueHandlers:
+    """The Catalogue tab's components and events (inside the page's Blocks and Tabs)."""
+    handlers = CatalogueHandlers(service)
+    private = dict(api_visibility="private", show_progress="hidden")
+    with gr.Tab(I18N("tab_catalogue"), id="catalogue", elem_id="catalogue-tab"):
+        gr.Markdown(I18N("batch_intro"))
+        with gr.Row(equal_height=False):
+            persons = gr.Gallery(label=I18N("batch_persons"), type="filepath", interactive=True, columns=4, height=200,
+                                 file_types=["image"], elem_id="batch-persons", min_width=280)
+            garments = gr.Gallery(label=I18N("batch_garments"), type="filepath", interactive=True, columns=4, height=200,
+                                  file_types=["image"], elem_id="batch-garments", min_width=280)
+        with gr.Row():
+            outfits = gr.Textbox(label=I18N("batch_outfits"), placeholder="1+2, 3, 4", info=I18N("batch_outfits_info"),
+                                 elem_id="batch-outfits", scale=3, min_width=260)
+            model = gr.Dropdown(model_choices, value=default_model, label=I18N("model"), elem_id="batch-model", scale=2, min_width=260,
+                                visible=bool(model_choices))
+        plan = gr.Markdown(elem_id="batch-plan")
+        start = gr.Button(I18N("batch_start"), variant="primary", elem_id="batch-start")
+        # A hidden textbox, not a State: the browser reads it to put the id in the page's URL.
+        batch_id = gr.Textbox(visible=False, elem_id="batch-id")
+        summary = gr.Markdown(elem_id="batch-summary")
+        grid = gr.HTML(elem_id="batch-grid")
+        with gr.Row():
+            retry = gr.Button(I18N("batch_retry"), size="sm", elem_id="batch-retry")
+            cancel = gr.Button(I18N("batch_cancel"), size="sm", variant="stop", elem_id="batch-cancel")
+            actions = gr.HTML(elem_id="batch-actions")
+        pictures = gr.Gallery(label=I18N("batch_results"), columns=6, height="auto", object_fit="contain", interactive=False,
+                              elem_id="batch-results")
+        timer = gr.Timer(POLL_S, active=False)
+    shown = [summary, grid, pictures, timer, actions]
+    gr.on([persons.change, garments.change, outfits.change, model.change], handlers.plan, [persons, garments, outfits, model],
+          plan, **private)
+    start.click(handlers.start, [persons, garments, outfits, model], [batch_id, *shown], **private) \
+        .then(None, batch_id, None, js=SET_URL_JS, **private)
+    timer.tick(handlers.refresh, batch_id, shown, **private)
+    retry.click(handlers.retry, batch_id, shown, **private)
+    cancel.click(handlers.cancel, batch_id, shown, **private)
+    demo.load(handlers.restore, None, [batch_id, *shown], **private)
+    return handlers
+
+
+def add_api(handlers: CatalogueHandlers) -> None:
+    """The batch endpoints for gradio_client and MCP (hidden buttons: the tab runs its own events)."""
+    batch_in, batch_out = gr.Textbox(visible=False), gr.JSON(visible=False)
+    submit_in = [gr.File(file_count="multiple", file_types=["image"], visible=False),
+                 gr.File(file_count="multiple", file_types=["image"], visible=False),
+                 gr.Textbox(visible=False), gr.Number(1, visible=False), gr.Textbox("same", visible=False),
+                 gr.Textbox("1K", visible=False), gr.Textbox(visible=False)]
+    gr.Button(visible=False).click(handlers.submit_batch, submit_in, batch_out, api_name="submit_batch")
+    gr.Button(visible=False).click(handlers.batch_status, batch_in, batch_out, api_name="batch_status")
+    gr.Button(visible=False).click(handlers.cancel_batch, batch_in, batch_out, api_name="cancel_batch")
+    gr.Button(visible=False).click(handlers.retry_batch, batch_in, batch_out, api_name="retry_batch")
+    gr.Button(visible=False).click(handlers.batch_archive, batch_in, gr.File(visible=False), api_name="batch_archive")
