@@ -9,7 +9,7 @@ import zlib
 
 import numpy as np
 import pytest
-from PIL import Image, ImageFile, JpegImagePlugin
+from PIL import Image, ImageFile, ImageOps, JpegImagePlugin
 
 from conftest import encode
 from tryon.errors import ImageTooLarge, InvalidImage
@@ -92,6 +92,55 @@ def test_exif_orientation_is_applied():
     assert top[0] > 200 and top[2] < 60, top  # red went to the top
     assert bottom[2] > 200 and bottom[0] < 60, bottom
     assert (image.source_width, image.source_height) == (300, 400)
+
+
+QUADRANTS = [(230, 20, 20), (20, 200, 20), (20, 20, 230), (230, 220, 20)]  # red, green / blue, yellow
+
+
+def quadrants(width: int, height: int) -> Image.Image:
+    image = Image.new("RGB", (width, height), QUADRANTS[0])
+    image.paste(QUADRANTS[1], (width // 2, 0, width, height // 2))
+    image.paste(QUADRANTS[2], (0, height // 2, width // 2, height))
+    image.paste(QUADRANTS[3], (width // 2, height // 2, width, height))
+    return image
+
+
+def corner_colours(image: Image.Image) -> list[tuple[int, ...]]:
+    w, h = image.size
+    return [image.getpixel((x, y))[:3] for x, y in [(w // 4, h // 4), (3 * w // 4, h // 4), (w // 4, 3 * h // 4), (3 * w // 4, 3 * h // 4)]]
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_a_large_photo_with_any_exif_orientation_comes_out_upright_at_the_long_side_limit(orientation):
+    """Shrunk first, turned after (issue 18 item 6): the result must match Pillow's exif_transpose."""
+    stored = quadrants(2400, 1800)
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    image = load_image(encode(stored, "JPEG", exif=exif, quality=95), LIMITS)
+    upright = ImageOps.exif_transpose(Image.open(io.BytesIO(encode(stored, "JPEG", exif=exif, quality=95))))
+    expected_size = (768, 1024) if orientation >= 5 else (1024, 768)
+    shown = image.to_pil()
+    assert shown.size == (image.width, image.height) == expected_size
+    assert (image.source_width, image.source_height) == upright.size
+    assert len(shown.getexif()) == 0
+    for got, want in zip(corner_colours(shown), corner_colours(upright)):
+        assert max(abs(a - b) for a, b in zip(got, want)) < 30, (orientation, corner_colours(shown), corner_colours(upright))
+
+
+def test_the_rotation_turns_the_small_result_not_the_decoded_draft(monkeypatch):
+    turned = []
+    original = Image.Image.transpose
+
+    def recording(self, method):
+        turned.append(self.size)
+        return original(self, method)
+
+    monkeypatch.setattr(Image.Image, "transpose", recording)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    image = load_image(encode(photo(4000, 3000), "JPEG", exif=exif, quality=85), LIMITS)
+    assert (image.width, image.height) == (768, 1024)
+    assert turned == [(1024, 768)]
 
 
 def test_all_metadata_is_stripped_gps_included():

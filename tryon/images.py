@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Union
 
 import numpy as np
-from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageCms, UnidentifiedImageError
 
 from .budget import Budget
 from .config import MIN_SIDE, Settings
@@ -203,20 +203,26 @@ def _normalize(image: Image.Image, limits: Limits) -> NormalizedImage:
 
 
 def _decode(image: Image.Image, limits: Limits, source_width: int, source_height: int) -> NormalizedImage:
-    """Decode, orient, convert to sRGB, shrink and encode: the steps that hold every pixel."""
+    """Decode, convert to sRGB, shrink, orient and encode: the steps that hold every pixel."""
     try:
         image.load()
     except Exception:  # truncated data, bad CRC, broken zlib stream...
         raise InvalidImage("corrupt_image") from None
     icc_profile = image.info.get("icc_profile")
-    if _orientation(image) in (5, 6, 7, 8):  # these EXIF orientations turn the photo by 90 degrees
+    orientation = _orientation(image)
+    if orientation in (5, 6, 7, 8):  # these EXIF orientations turn the photo by 90 degrees
         source_width, source_height = source_height, source_width
-    image = _apply_orientation(image)
     image = _to_rgb(image)
     image = _to_srgb(image, icc_profile)
+    # Resize the stored picture, then orient the small result: the same picture and size as
+    # orienting first (target_size is symmetric), without turning the whole decoded draft.
+    # BICUBIC, not LANCZOS: with the late rotation it cut a 12 MP photo's intake from 149 to 121 ms
+    # p50 (-19 %; resize 66 -> 46 ms, rotation 9 -> 1 ms) at SSIM 0.983 to the LANCZOS output,
+    # 0.996 before the JPEG step (python -m bench.intake).
     size = target_size(*image.size, limits.max_side)
     if size != image.size:
-        image = image.resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0)
+        image = image.resize(size, Image.Resampling.BICUBIC, reducing_gap=3.0)
+    image = _apply_orientation(image, orientation)
     # No exif= or icc_profile=, and an explicit empty comment: Pillow's JPEG writer
     # would otherwise copy the source's COM text across. Only pixels leave.
     buffer = io.BytesIO()
@@ -239,11 +245,22 @@ def _orientation(image: Image.Image) -> int:
         return 1
 
 
-def _apply_orientation(image: Image.Image) -> Image.Image:
-    try:
-        return ImageOps.exif_transpose(image)
-    except Exception:  # a malformed EXIF block is not a reason to refuse the photo
-        return image
+_TRANSPOSE = {  # EXIF orientation -> the transpose that shows the photo upright (as ImageOps.exif_transpose)
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+
+
+def _apply_orientation(image: Image.Image, orientation: int) -> Image.Image:
+    """Upright by the orientation read from the source (a resized copy no longer carries its EXIF);
+    an unknown value, like a malformed EXIF block, leaves the photo as it is rather than refusing it."""
+    method = _TRANSPOSE.get(orientation)
+    return image.transpose(method) if method is not None else image
 
 
 def _to_rgb(image: Image.Image) -> Image.Image:
