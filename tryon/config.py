@@ -127,6 +127,11 @@ class Settings:
     pixel_wait_s: float = 10.0  # how long intake waits for the pixel budget before answering busy
     queue_size: int = 64  # gradio queue: requests waiting beyond this are refused, not hung
     concurrency: int = 4  # try-ons running at once per event (and REST generate)
+    # Async looks one process keeps in flight at each provider (an account's concurrent requests);
+    # the workers take jobs only while their provider has room (tryon.jobs.worker).
+    fal_concurrency: int = 16
+    replicate_concurrency: int = 16
+    runpod_concurrency: int = 16
     mcp: bool = True  # serve the named API as MCP tools at /gradio_api/mcp/
     shutdown_grace_s: float = 20.0  # on SIGTERM, how long work in flight may take to finish
     # Hosting in public (tryon/limits/): who a visitor is, what they may spend, the day's cap.
@@ -146,6 +151,14 @@ class Settings:
             return tuple(self.provider_choice.split(","))
         configured = tuple(name for name in REMOTE_PROVIDERS if self.has_credentials(name))
         return configured or ("local",)
+
+    @property
+    def jobs_in_flight(self) -> int:
+        """How many async jobs one process holds at once: the first provider's concurrency (the
+        one that takes the looks unless it fails); the offline preview: the worker threads."""
+        first = self.providers[0]
+        return {"fal": self.fal_concurrency, "replicate": self.replicate_concurrency,
+                "runpod": self.runpod_concurrency}.get(first, max(1, self.workers))
 
     @property
     def provider(self) -> str:
@@ -289,6 +302,8 @@ class Settings:
                               "a number of seconds between 0 and 300")
         queue_size = _parse(env, "TRYON_QUEUE_SIZE", 64, int, lambda v: 1 <= v <= 10_000, "a whole number from 1 to 10000")
         concurrency = _parse(env, "TRYON_CONCURRENCY", 4, int, lambda v: 1 <= v <= 256, "a whole number from 1 to 256")
+        in_flight = {name: _parse(env, f"TRYON_{name.upper()}_CONCURRENCY", 16, int, lambda v: 1 <= v <= 2000,
+                                  "a whole number from 1 to 2000") for name in ("fal", "replicate", "runpod")}
         mcp = _parse(env, "TRYON_MCP", True, _boolean, lambda v: True, "true or false")
         shutdown_grace_s = _parse(env, "TRYON_SHUTDOWN_GRACE", 20.0, float, lambda v: 0 <= v <= 600,
                                   "a number of seconds between 0 and 600")
@@ -359,6 +374,9 @@ class Settings:
             pixel_wait_s=pixel_wait_s,
             queue_size=queue_size,
             concurrency=concurrency,
+            fal_concurrency=in_flight["fal"],
+            replicate_concurrency=in_flight["replicate"],
+            runpod_concurrency=in_flight["runpod"],
             mcp=mcp,
             shutdown_grace_s=shutdown_grace_s,
         )

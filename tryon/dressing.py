@@ -69,10 +69,13 @@ class Dresser:
 
     def run(self, look: Look, deadline: float, journal: list[dict[str, Any]] | None = None,
             persist: Callable[[list[dict[str, Any]], str | None], None] | None = None,
-            on_poll: Callable[[], None] | None = None) -> Dressed:
+            on_poll: Callable[[], None] | None = None,
+            park: Callable[[str, EditOptions, float], None] | None = None) -> Dressed:
         """Make the look before `deadline` (monotonic). With `persist` (an async job), calls are
         submitted and awaited separately and every step is written down as it goes: `journal` is
-        what an earlier attempt wrote."""
+        what an earlier attempt wrote. `park(request_id, options, deadline)`, once a step's request
+        is submitted and written down, may raise to hand the wait to tryon.jobs.waiter (the job is
+        run again from its journal when the request is done); returning means "wait here"."""
         journal = [dict(entry) for entry in journal or []]
         models = list(look.models) or [None]
         # A resumed job goes on with the model its journal was asking (not who served it: a chain may
@@ -88,8 +91,12 @@ class Dresser:
         done = [entry for entry in journal if entry.get("ref")]  # in step order; only the last may be pending
         position = len(done)
         current = done[-1]["ref"] if done else look.person
-        discarded: list[dict[str, Any]] = []  # calls made (and paid) for a layout a fallback then left
-        passed_over: list[dict[str, Any]] = []
+        # Calls made (and paid) for a layout a fallback then left, and the models passed over: carried
+        # in the journal's entries, so a job resumed from it (a parked wait, another worker) keeps them.
+        last = journal[-1] if journal else {}
+        discarded: list[dict[str, Any]] = [dict(e) for e in last.get("discarded", [])]
+        passed_over: list[dict[str, Any]] = [dict(e) for e in last.get("passed_over", [])]
+        self._carried = (passed_over, discarded)
         prompts: list[str] = [entry.get("prompt", "") for entry in journal[:position]]
         result: EditResult | None = None
         while position < len(steps):
@@ -108,7 +115,7 @@ class Dresser:
             pending = journal[position] if position < len(journal) and not journal[position].get("ref") else None
             try:
                 result = self._call(prompt, current, [ref for _, ref in chunk], [spec.field for spec, _ in chunk], options, deadline, pending,
-                                    journal, position, persist, on_poll)
+                                    journal, position, persist, on_poll, park)
             except ProviderError as error:
                 if error.code not in REFUSED or not models or deadline - time.monotonic() < 1.0:
                     # The calls that made a picture were paid for all the same (the quota counts them).
@@ -131,6 +138,7 @@ class Dresser:
                      "provider": result.provider or self.name, "request_id": result.request_id, "ref": result.ref,
                      "ms": round(result.duration_ms, 1), "images": len(result.refs), "resolution": look.outfit.resolution,
                      "garments": [spec.field for spec, _ in chunk], "prompt": prompt}
+            entry.update(self._carry())
             if result.skipped:  # a failover chain passed over these providers for this step
                 entry["skipped"] = list(result.skipped)
             if last:
@@ -148,6 +156,15 @@ class Dresser:
                                 variants=tuple(final.get("refs") or [final["ref"]]), model=final.get("model"))
         return Dressed(result, journal, passed_over, prompts, discarded)
 
+    def _carry(self) -> dict[str, Any]:
+        passed_over, discarded = getattr(self, "_carried", ([], []))
+        carried: dict[str, Any] = {}
+        if passed_over:
+            carried["passed_over"] = [dict(e) for e in passed_over]
+        if discarded:  # without their own carried copies: each is a whole entry already
+            carried["discarded"] = [{k: v for k, v in e.items() if k not in ("passed_over", "discarded")} for e in discarded]
+        return carried
+
     @staticmethod
     def _fits(journal: list[dict[str, Any]], steps: list[list[int]], look: Look, model: Model | None) -> bool:
         """A journal an earlier attempt wrote fits this run when each entry took the same garments
@@ -162,7 +179,7 @@ class Dresser:
 
     def _call(self, prompt: str, person: str, garments: list[str], fields: list[str], options: EditOptions, deadline: float,
               pending: dict[str, Any] | None, journal: list[dict[str, Any]], position: int,
-              persist: Callable | None, on_poll: Callable | None) -> EditResult:
+              persist: Callable | None, on_poll: Callable | None, park: Callable | None = None) -> EditResult:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise ProviderError("provider_timeout")
@@ -173,8 +190,10 @@ class Dresser:
             request_id = self.provider.submit_edit(prompt, person, garments, options)
             del journal[position:]
             journal.append({"step": position + 1, "asked": options.model, "request_id": request_id,
-                            "garments": fields})
+                            "garments": fields, **self._carry()})
             persist(journal, request_id)
+        if park is not None:
+            park(request_id, options, deadline)  # may raise: the waiter holds the wait, no thread does
 
         def resubmitted(new_id: str) -> None:  # a chain moved the request to another vendor
             journal[position] = {**journal[position], "request_id": new_id}

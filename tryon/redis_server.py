@@ -72,6 +72,9 @@ def client_for(**connection) -> redis.Redis:
         socket_connect_timeout=2,
         health_check_interval=15,
         decode_responses=True,
+        # Every worker thread, the feeder, the lease keeper and the app's requests share the pool:
+        # a bound far above what they use at once (the threads are at most 256), never the limit.
+        max_connections=1024,
         **connection,
     )
 

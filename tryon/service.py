@@ -136,7 +136,9 @@ class TryOnService:
         self._uploads_in_flight: SingleFlight[str] = SingleFlight()
         # References this service handed out (e.g. by /api/images/upload): given back as input,
         # they are used as they are, not downloaded and uploaded again.
-        self._known_refs: TTLCache[NormalizedImage] = TTLCache(capacity=1024)
+        # Bounded like the offline preview's own store (128 pictures): 1,024 entries held ~228 MiB of
+        # JPEGs on 12 MP photos (python -m bench.intake); a forgotten reference is fetched again.
+        self._known_refs: TTLCache[NormalizedImage] = TTLCache(capacity=128)
         # What each garment picture looks like, by normalized digest: computed once per picture,
         # on threads of its own while the picture uploads (tryon.garment_guess).
         self._guesses: TTLCache[GarmentGuess] = TTLCache(capacity=256)
@@ -734,13 +736,14 @@ class TryOnService:
         return pictures
 
     def run_job(self, job: Job, persist: Callable[[list[dict[str, Any]], str | None], None],
-                on_poll: Callable[[], None]) -> tuple[str, dict[str, Any]]:
+                on_poll: Callable[[], None], park: Callable | None = None) -> tuple[str, dict[str, Any]]:
         """One model call with every garment (not the sync chain's one call per garment), or a
         chain of calls on a model that takes one garment per call (tryon.dressing).
 
         `persist(steps, request_id)` writes each step to the job as it is submitted and done; a
         job an earlier worker started goes on from its steps: a request already queued is polled
         instead of paying for a second one, and a step already done is not made again.
+        `park`: see Dresser.run (a worker hands the waits to its waiter, tryon.jobs.waiter).
         """
         refs = [item["ref"] for item in job.inputs]
         specs = [GarmentSpec.from_public(i) for i in job.inputs[1:]]  # inner to outer, categories as guessed at submit
@@ -762,7 +765,7 @@ class TryOnService:
         provider_started = job.provider_started_at or now_ms()
         deadline = time.monotonic() + max(1.0, timeout - (now_ms() - provider_started) / 1000)
         try:
-            dressed = Dresser(self.provider, self.provider.name).run(look, deadline, journal, persist, on_poll)
+            dressed = Dresser(self.provider, self.provider.name).run(look, deadline, journal, persist, on_poll, park)
         except ProviderError as error:
             if error.code == "provider_timeout":
                 raise _paid_as(ProviderError("provider_timeout", http_status=504, seconds=timeout), error) from None

@@ -1,4 +1,4 @@
-"""Async jobs on Redis: the Job record, the JobQueue, and a worker's Lease on a job.
+"""Async jobs on Redis: the Job record and the JobQueue (a worker process renews its claims, tryon.jobs.worker).
 
 Layout in Redis:
   tryon:job:<id>   a hash per job (its record), expiring after TRYON_JOB_TTL
@@ -8,7 +8,7 @@ Submitting is one MULTI (hash + expiry + XADD), so a job is never queued
 without its record or recorded without being queued. A worker reads with
 XREADGROUP; a job whose worker died stays pending and is taken over with
 XAUTOCLAIM once idle for the visibility timeout. A live worker renews its
-claim (XCLAIM ... JUSTID) while it waits on the provider, and every write it
+claim (XCLAIM ... JUSTID, every held job in one call) while it waits on the provider, and every write it
 makes to the record is fenced on `worker == me`, so a worker that lost its
 job (paused too long, then woke up) cannot overwrite the new owner's work.
 """
@@ -266,27 +266,7 @@ class JobQueue:
         """Reset the message's idle time: 'still working on it'."""
         self.redis.xclaim(STREAM, GROUP, consumer, 0, [message_id], justid=True)
 
-    def lease(self, message_id: str, consumer: str) -> "Lease":
-        return Lease(self, message_id, consumer)
-
-
-class Lease:
-    """A worker's hold on one job; renew() is called from the provider's polling loop."""
-
-    def __init__(self, queue: JobQueue, message_id: str, consumer: str, every_s: float | None = None):
-        self.queue = queue
-        self.message_id = message_id
-        self.consumer = consumer
-        self.every_s = every_s if every_s is not None else max(0.2, queue.visibility_ms / 1000 / 5)
-        self._last = 0.0
-        self._lock = threading.Lock()
-
-    def renew(self) -> None:
-        with self._lock:
-            if time.monotonic() - self._last < self.every_s:
-                return
-            self._last = time.monotonic()
-        try:
-            self.queue.renew(self.message_id, self.consumer)
-        except redis.RedisError:
-            pass  # Redis is away; the fenced writes decide later whether this work still counts
+    def renew_many(self, message_ids: list[str], consumer: str) -> None:
+        """Reset the idle time of every message a process holds, in one call per 500."""
+        for start in range(0, len(message_ids), 500):
+            self.redis.xclaim(STREAM, GROUP, consumer, 0, message_ids[start:start + 500], justid=True)

@@ -133,6 +133,23 @@ class ProviderChain:
                 if on_resubmit is not None:
                     on_resubmit(qualified_id)
 
+    def can_poll(self, qualified_id: str) -> bool:
+        """Whether the provider holding the request can be waited on by the waiter (tryon.jobs.waiter)."""
+        try:
+            name, _ = self.split(qualified_id)
+        except ProviderError:
+            return False
+        return hasattr(self.by_name.get(name), "poll")
+
+    async def poll(self, qualified_id: str, options: EditOptions | None = None) -> bool:
+        name, request_id = self.split(qualified_id)
+        return await self.by_name[name].poll(request_id, options)
+
+    async def close_polling(self) -> None:
+        for provider in self.providers:
+            if hasattr(provider, "close_polling"):
+                await provider.close_polling()
+
     @staticmethod
     def split(qualified_id: str) -> tuple[str, str]:
         name, sep, request_id = qualified_id.partition(":")

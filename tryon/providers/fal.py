@@ -100,7 +100,9 @@ class FalProvider:
         self.upload_ttl_s = settings.upload_ttl_s
         self.store_io = settings.fal_store_io
         self.timeout_s = settings.request_timeout_s
+        self.concurrency = settings.fal_concurrency
         self.client = fal_client.SyncClient(key=settings.fal_key, default_timeout=settings.request_timeout_s)
+        self._async_http: httpx.AsyncClient | None = None  # the waiter's polls (made on its loop)
         self._lifecycle = fal_client.client.StorageSettings(expires_in=settings.upload_ttl_s)
         # Results are downloaded with a client of our own: fal-client's carries the
         # Authorization header, which must not travel to a CDN host.
@@ -199,6 +201,36 @@ class FalProvider:
 
     def fetch(self, ref: str) -> bytes:
         return self._downloads.fetch(ref)
+
+    # -- waiting without a thread: the job waiter's polls (tryon.jobs.waiter) ----------------
+
+    def can_poll(self, request_id: str) -> bool:
+        return True
+
+    async def poll(self, request_id: str, options: EditOptions | None = None) -> bool:
+        """One status poll on the waiter's event loop: True once FAL says the request is finished
+        (or answers with an error, which the worker then reads and reports as a sync wait would),
+        False while it is queued or running. fal-client's own handle parses the answer and retries
+        429 and ingress errors; the connections are a pool sized to TRYON_FAL_CONCURRENCY."""
+        handle = self._fal.client.AsyncRequestHandle.from_request_id(self._polling_client(), self.model_for(options).id, request_id)
+        try:
+            status = await handle.status()
+        except Exception:
+            return True  # the worker's own poll will see (and map) the error
+        return isinstance(status, self._fal.Completed)
+
+    def _polling_client(self) -> httpx.AsyncClient:
+        if self._async_http is None:  # made on the waiter's loop, the one it is used on
+            self._async_http = httpx.AsyncClient(
+                headers={"Authorization": f"Key {self._key}", "User-Agent": self._fal.client.USER_AGENT},
+                timeout=httpx.Timeout(10.0), limits=httpx.Limits(max_connections=self.concurrency,
+                                                                 max_keepalive_connections=self.concurrency))
+        return self._async_http
+
+    async def close_polling(self) -> None:
+        if self._async_http is not None:
+            await self._async_http.aclose()
+            self._async_http = None
 
     # -- helpers --------------------------------------------------------------------------
 
