@@ -61,7 +61,8 @@ USER_ERRORS = frozenset({
     # the request
     "no_person", "no_garment", "too_many_garments", "bad_category", "description_too_long", "bad_order",
     "bad_variants", "bad_option", "bad_api_key", "rate_limited", "body_too_large", "bad_json", "bad_field",
-    "job_not_found", "unknown_model", "model_cannot", "model_unavailable",
+    "job_not_found", "batch_not_found", "batch_no_person", "batch_no_outfit", "batch_too_many_persons",
+    "batch_too_many_outfits", "batch_outfit_garments", "batch_too_large", "batch_bad_outfits", "batch_outfit_garment_missing", "unknown_model", "model_cannot", "model_unavailable",
     # the visitor's allowance (tryon/limits): refused before any model call
     "quota_exceeded", "budget_exhausted", "own_key_not_allowed", "own_key_sync_only", "bad_own_key", "own_key_refused",
 })
