@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import re
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
@@ -36,7 +38,8 @@ def with_session(url: str, work, headers: dict[str, str] | None = None):
 def test_the_tools_and_their_schema(app_server):
     tools = with_session(app_server.url, lambda s: s.list_tools()).tools
     by_name = {tool.name: tool for tool in tools}
-    assert set(by_name) == {"try_on", "try_on_variants", "submit_job", "job_status", "upload", "compare"}
+    assert set(by_name) == {"try_on", "try_on_variants", "submit_job", "job_status", "upload", "compare",
+                            "submit_batch_urls", "batch_status", "cancel_batch", "retry_batch", "batch_archive"}
     schema = by_name["try_on"].inputSchema
     assert schema["required"] == ["person", "garment_1"]  # the outfit options are all optional
     assert {"person", "garment_1", "garment_2", "garment_3", "garment_4", "category_1", "order", "num_images",
@@ -79,6 +82,24 @@ def test_an_agent_picks_a_model_and_compares_two(app_server, asset_paths):
     assert not compared.isError, compared.content
     text = " ".join(getattr(c, "text", "") for c in compared.content)
     assert "'model': 'fal-ai/nano-banana-2/edit'" in text and "'model': 'fal-ai/kling/v1-5/kolors-virtual-try-on'" in text
+
+
+def test_an_agent_runs_a_catalogue_batch(app_server, asset_paths):
+    persons = [data_url(asset_paths["person_illustration"])] * 2
+    garments = [data_url(asset_paths["garment_tshirt_red"]), data_url(asset_paths["garment_jeans_blue"])]
+    submitted = with_session(app_server.url, lambda s: s.call_tool("submit_batch_urls", {"persons": json.dumps(persons), "garments": "\n".join(garments)}))
+    assert not submitted.isError, submitted.content
+    text = " ".join(getattr(c, "text", "") for c in submitted.content)
+    batch_id = re.search(r"'batch_id': '([\w-]+)'", text).group(1)
+    assert "'looks': 4" in text
+    deadline = time.monotonic() + 60
+    while True:
+        status = with_session(app_server.url, lambda s: s.call_tool("batch_status", {"batch_id": batch_id}))
+        text = " ".join(getattr(c, "text", "") for c in status.content)
+        if "'finished': True" in text or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert "'done': 4" in text, text
 
 
 def test_tool_errors_carry_the_specific_message(app_server):

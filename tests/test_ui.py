@@ -203,12 +203,12 @@ def test_photo_input_renders_as_a_stock_image_and_passes_paths_through(tmp_path)
     assert component.preprocess(SimpleNamespace(url="data:image/png;base64,AAAA", path=None)) == "data:image/png;base64,AAAA"
 
 
-def test_named_api_is_exactly_the_documented_eleven(service):
+def test_named_api_is_exactly_the_documented_twelve(service):
     demo = build_demo(service)
     public = {d["api_name"]: d for d in demo.config["dependencies"] if d.get("api_visibility") == "public"}
     assert set(public) == {"try_on", "try_on_variants", "upload", "submit_job", "job_status", "compare",
-                           "submit_batch", "batch_status", "cancel_batch", "retry_batch", "batch_archive"}
-    assert len(public["submit_batch"]["inputs"]) == 7  # persons, garments, outfits, num_images, aspect_ratio, resolution, model
+                           "submit_batch", "submit_batch_urls", "batch_status", "cancel_batch", "retry_batch", "batch_archive"}
+    assert len(public["submit_batch"]["inputs"]) == 7 and len(public["submit_batch_urls"]["inputs"]) == 7  # persons, garments, outfits, num_images, aspect_ratio, resolution, model
     for name in ("batch_status", "cancel_batch", "retry_batch", "batch_archive"):
         assert len(public[name]["inputs"]) == 1 and len(public[name]["outputs"]) == 1
     # The original parameters first, in their order; the outfit options after them (all optional).

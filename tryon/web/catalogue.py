@@ -63,6 +63,16 @@ def paths_of(files: Any) -> list[Path]:
     return found
 
 
+def texts_of(value: Any, name: str) -> list[str]:
+    """An agent's list of photos as text (URLs, data URLs, references); never a server path: text
+    is read as a URL or base64, not as a file."""
+    if isinstance(value, str):
+        value = [line for line in value.splitlines() if line.strip()] if not value.strip().startswith("[") else json.loads(value)
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise InvalidRequest("bad_field", name=name, expected={"en": "a list of image URLs", "es": "debe ser una lista de URL de imágenes"})
+    return [item.strip() for item in value]
+
+
 def parse_outfits(text: str | None, garments: int) -> list[list[int]]:
     """Which garments (1-based) make each outfit: "1+2, 3, 4" (one outfit per group); empty: every
     garment alone. A JSON list ([{"garments": [1, 2]}, [3]]) says the same."""
@@ -93,7 +103,7 @@ def parse_outfits(text: str | None, garments: int) -> list[list[int]]:
     return groups
 
 
-def outfit_requests(garments: Sequence[Path], groups: list[list[int]], categories: dict | None = None) -> list[OutfitRequest]:
+def outfit_requests(garments: Sequence[Any], groups: list[list[int]], categories: dict | None = None) -> list[OutfitRequest]:
     return [OutfitRequest([garments[n - 1] for n in group],
                           [((categories or {}).get(str(n)) or "auto") for n in group]) for group in groups]
 
@@ -123,19 +133,29 @@ class CatalogueHandlers:
             resolution: 1K, 2K or 4K (models that support it)
             model: a model id (empty: the app's default)
         """
-        lang = language(request)
-        try:
-            return self._submit(persons, garments, outfits, model, request, num_images, aspect_ratio, resolution)
-        except TryOnError as error:
-            raise shown_error(error.message(lang)) from None
-        except Exception:
-            raise shown_error(internal_error(lang, "submit_batch")) from None
+        return self._api(lambda: self._submit(paths_of(persons), paths_of(garments), outfits, model, request, num_images,
+                                              aspect_ratio, resolution), request)
+
+    def submit_batch_urls(self, persons, garments, outfits="", num_images=1, aspect_ratio="same", resolution="1K", model=None,
+                          request: gr.Request = None):
+        """Like submit_batch, with the photos as lists of https URLs, data URLs or references from upload (for agents).
+
+        Args:
+            persons: 1 to 20 person photos as a JSON list of strings (or one per line), each an https URL, a data URL or an upload reference
+            garments: the garment photos in the same form; each is an outfit of its own unless `outfits` groups them
+            outfits: optional grouping of garments (1-based) into outfits, e.g. "1+2, 3, 4"; empty: one outfit per garment
+            num_images: results per look, 1 to 4
+            aspect_ratio: "same" (as the person photo) or 1:1, 4:5, 3:4, 2:3, 9:16, 5:4, 4:3, 3:2, 16:9, 21:9
+            resolution: 1K, 2K or 4K (models that support it)
+            model: a model id (empty: the app's default)
+        """
+        return self._api(lambda: self._submit(texts_of(persons, "persons"), texts_of(garments, "garments"), outfits, model,
+                                              request, num_images, aspect_ratio, resolution), request)
 
     def _submit(self, persons, garments, outfits, model, request, num_images=1, aspect_ratio="same", resolution="1K"):
-        garment_paths = paths_of(garments)
         options = Outfit.parse(None, None, None, num_images, aspect_ratio, resolution, model or None)
-        requests = outfit_requests(garment_paths, parse_outfits(outfits, len(garment_paths))) if garment_paths else []
-        return self.service.batches.submit(paths_of(persons), requests, options, visitor=self._visitor(request))
+        requests = outfit_requests(garments, parse_outfits(outfits, len(garments))) if garments else []
+        return self.service.batches.submit(persons, requests, options, visitor=self._visitor(request))
 
     def batch_status(self, batch_id, request: gr.Request = None):
         """A batch's looks (person, outfit, status, error, cost) and its counts by status.
@@ -214,7 +234,7 @@ class CatalogueHandlers:
     def start(self, persons, garments, outfits, model, request: gr.Request = None):
         lang = language(request)
         try:
-            status = self._submit(persons, garments, outfits, model, request)
+            status = self._submit(paths_of(persons), paths_of(garments), outfits, model, request)
         except TryOnError as error:
             return gr.update(), f"⚠️ {error.message(lang)}", "", gr.update(), gr.Timer(active=False), ""
         except Exception:
@@ -355,9 +375,14 @@ def add_api(handlers: CatalogueHandlers) -> None:
     batch_in, batch_out = gr.Textbox(visible=False), gr.JSON(visible=False)
     submit_in = [gr.File(file_count="multiple", file_types=["image"], visible=False),
                  gr.File(file_count="multiple", file_types=["image"], visible=False),
-                 gr.Textbox(visible=False), gr.Number(1, visible=False), gr.Textbox("same", visible=False),
-                 gr.Textbox("1K", visible=False), gr.Textbox(visible=False)]
+                 gr.Textbox("", visible=False), gr.Number(1, visible=False), gr.Textbox("same", visible=False),
+                 gr.Textbox("1K", visible=False), gr.Textbox("", visible=False)]
+    # gradio's MCP bridge cannot describe a list of files (its schema points at a $defs it drops), so
+    # agents get submit_batch_urls, and submit_batch (files, for gradio_client) is not an MCP tool.
+    handlers.submit_batch.__func__._mcp_type = "api_only"
     gr.Button(visible=False).click(handlers.submit_batch, submit_in, batch_out, api_name="submit_batch")
+    urls_in = [gr.Textbox(visible=False), gr.Textbox(visible=False), *submit_in[2:]]
+    gr.Button(visible=False).click(handlers.submit_batch_urls, urls_in, batch_out, api_name="submit_batch_urls")
     gr.Button(visible=False).click(handlers.batch_status, batch_in, batch_out, api_name="batch_status")
     gr.Button(visible=False).click(handlers.cancel_batch, batch_in, batch_out, api_name="cancel_batch")
     gr.Button(visible=False).click(handlers.retry_batch, batch_in, batch_out, api_name="retry_batch")
