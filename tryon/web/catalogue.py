@@ -11,10 +11,12 @@ batch_archive. Every one goes through the service's Batches, as REST does.
 
 from __future__ import annotations
 
+import contextlib
 import html
 import json
 import re
 import tempfile
+import time
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -108,6 +110,27 @@ def outfit_requests(garments: Sequence[Any], groups: list[list[int]], categories
                           [((categories or {}).get(str(n)) or "auto") for n in group]) for group in groups]
 
 
+ARCHIVE_KEEP_S = 3600
+
+
+def write_archive(folder: Path, batch_id: str, chunks) -> Path:
+    """The ZIP as a file, for gradio_client (which downloads an endpoint's file output): under the
+    data dir, mode 700; archives older than an hour are swept on each write (gradio serves its own
+    copy from its cache, which it deletes after a day)."""
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    now = time.time()
+    for old in folder.glob("*/*.zip"):
+        if now - old.stat().st_mtime > ARCHIVE_KEEP_S:
+            old.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                old.parent.rmdir()
+    target = Path(tempfile.mkdtemp(prefix="batch-", dir=folder)) / f"tryon-batch-{batch_id[:8]}.zip"
+    with target.open("wb") as out:
+        for chunk in chunks:
+            out.write(chunk)
+    return target
+
+
 class CatalogueHandlers:
     """The tab's events and the batch API; each answers in the browser's language."""
 
@@ -189,12 +212,7 @@ class CatalogueHandlers:
         """
         def write() -> str:
             chunks = self.service.batches.archive((batch_id or "").strip())
-            folder = Path(tempfile.mkdtemp(prefix="tryon-batch-"))
-            path = folder / f"tryon-batch-{batch_id.strip()[:8]}.zip"
-            with path.open("wb") as out:
-                for chunk in chunks:
-                    out.write(chunk)
-            return str(path)
+            return str(write_archive(Path(self.service.settings.data_dir) / "archives", batch_id.strip(), chunks))
 
         return self._api(write, request)
 
