@@ -326,3 +326,12 @@ def test_bad_input_is_refused_at_the_call_before_any_byte():
     with pytest.raises(TypeError):
         archive_chunks(BATCH, [ArchiveLook(1, 1, "done", ("a",), {"when": object()})], fetched.append)
     assert fetched == []
+
+
+def test_a_description_that_looks_like_a_formula_is_not_one_in_the_csv():
+    from tryon.jobs.archive import _csv_value
+
+    assert _csv_value("=HYPERLINK(\"http://x\")").startswith("'=")
+    assert _csv_value("@SUM(A1)") == "'@SUM(A1)" and _csv_value("+1") == "'+1"
+    assert _csv_value(-1.5) == "-1.5" and _csv_value("blue jeans") == "blue jeans"
+    assert _csv_value([{"description": "=1+1"}]).startswith("[")  # inside JSON it starts with a bracket

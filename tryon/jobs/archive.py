@@ -265,12 +265,17 @@ def _manifest_csv(entries: list[dict[str, Any]]) -> bytes:
     return text.getvalue().encode("utf-8")
 
 
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
 def _csv_value(value: Any) -> str:
     if value is None:
         return ""
-    if isinstance(value, str):
-        return value
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))  # numbers, true/false, lists, dicts
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+        # A garment's description is the visitor's text: a spreadsheet must not run "=HYPERLINK(...)".
+        return "'" + text if text.startswith(FORMULA_STARTS) else text
+    return json.dumps(value)  # numbers stay numbers (a negative one is not a formula)
 
 
 # -- the contact sheet --------------------------------------------------------------------------
