@@ -80,6 +80,25 @@ def _detail_types(detail: Any) -> set[str]:
     return {item.get("type") for item in items if isinstance(item, dict) and isinstance(item.get("type"), str)}
 
 
+def pooled_sync_client(fal_client, key: str, timeout_s: float, connections: int):
+    """fal-client's SyncClient with its httpx client made as SyncClient._client makes it (its
+    transport, headers, timeout, redirects), but on a pool that keeps every connection it opens
+    alive. With httpx's default (100 connections, 20 kept alive) many threads churn connections,
+    and httpcore 1.0.9 can close a kept-alive connection it has just handed to a waiting request
+    (encode/httpcore#1110): fal-client then retries a submit that may have arrived, which FAL would
+    bill twice. `_client` is a functools.cached_property: a value in the instance's __dict__ is
+    used instead of building one, so no fal-client function is replaced."""
+    client = fal_client.SyncClient(key=key, default_timeout=timeout_s)
+    limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
+    client.__dict__["_client"] = httpx.Client(
+        transport=fal_client.client.BackupDomainTransport(transport=httpx.HTTPTransport(limits=limits)),
+        headers={"Authorization": f"Key {key}", "User-Agent": fal_client.client.USER_AGENT},
+        timeout=timeout_s,
+        follow_redirects=True,
+    )
+    return client
+
+
 class FalProvider:
     name = "fal"
     is_preview = False
@@ -101,7 +120,8 @@ class FalProvider:
         self.store_io = settings.fal_store_io
         self.timeout_s = settings.request_timeout_s
         self.concurrency = settings.fal_concurrency
-        self.client = fal_client.SyncClient(key=settings.fal_key, default_timeout=settings.request_timeout_s)
+        self.client = pooled_sync_client(fal_client, settings.fal_key, settings.request_timeout_s,
+                                         connections=max(64, settings.workers + 4 * settings.concurrency + 16))
         self._async_http: httpx.AsyncClient | None = None  # the waiter's polls (made on its loop)
         self._lifecycle = fal_client.client.StorageSettings(expires_in=settings.upload_ttl_s)
         # Results are downloaded with a client of our own: fal-client's carries the
