@@ -263,8 +263,11 @@ class Batches:
                 if job.status == "done":
                     cost = job.timings.get("cost_usd")
                     spent += float(cost or 0.0)
-                    shown.update(cost_usd=cost, model=job.timings.get("model"),
-                                 ms=job.timings.get("total_backend_ms"), variants=int(job.timings.get("variants") or 1))
+                    refs = list(job.timings.get("variant_refs") or [job.image_url])
+                    shown.update(cost_usd=cost, model=job.timings.get("model"), ms=job.timings.get("total_backend_ms"),
+                                 variants=len(refs), refs=refs,
+                                 # the pictures a browser can load (the offline preview's are in the archive)
+                                 image_urls=[ref for ref in refs if str(ref).startswith("https://")])
             cells.append(shown)
         finished = all(c["status"] in (*FINISHED, "expired") for c in cells)
         return {

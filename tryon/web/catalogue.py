@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import html
+import io
 import json
 import re
 import tempfile
@@ -21,7 +22,9 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import gradio as gr
+from PIL import Image
 
+from ..cache import TTLCache
 from ..errors import InvalidRequest, TryOnError
 from ..jobs.batch import OutfitRequest
 from ..outfit import Outfit
@@ -136,6 +139,7 @@ class CatalogueHandlers:
 
     def __init__(self, service: TryOnService):
         self.service = service
+        self._seen: TTLCache[bytes] = TTLCache(capacity=256)  # an offline-preview result's bytes, for the results gallery
 
     def _visitor(self, request):
         headers = getattr(request, "headers", None) or {}
@@ -241,59 +245,73 @@ class CatalogueHandlers:
             return f"⚠️ {error.message(lang)}"
         looks = len(people) * len(groups)
         cost = say("batch_free", lang) if estimate["offline_preview"] else dollars(estimate["usd"], lang)
-        line = say("batch_plan", lang, persons=len(people), outfits=len(groups), looks=looks, cost=cost)
+        line = say("batch_plan", lang, persons=counted(len(people), "person", lang), outfits=counted(len(groups), "outfit", lang),
+                   looks=counted(looks, "look", lang), cost=cost)
         limit = self.service.settings.batch_max_looks
         if looks > limit:
             line += " ⚠️ " + say("batch_plan_over", lang, limit=limit)
-        outfit_words = [" + ".join(f"#{n}" for n in group) for group in groups]
-        return line + "\n\n" + say("batch_plan_outfits", lang, outfits="; ".join(
-            f"{say('batch_outfit', lang, n=m)}: {words}" for m, words in enumerate(outfit_words, start=1)))
+        # Named by their files: the galleries do not number their pictures.
+        names = [html.escape(Path(p).name) for p in items]
+        return line + "\n\n" + "; ".join(f"{say('batch_outfit', lang, n=m)}: {' + '.join(names[n - 1] for n in group)}"
+                                          for m, group in enumerate(groups, start=1))
 
-    def start(self, persons, garments, outfits, model, request: gr.Request = None):
+    def start(self, persons, garments, outfits, model, shown, request: gr.Request = None):
         lang = language(request)
         try:
             status = self._submit(paths_of(persons), paths_of(garments), outfits, model, request)
         except TryOnError as error:
-            return gr.update(), f"⚠️ {error.message(lang)}", "", gr.update(), gr.Timer(active=False), ""
+            return (gr.update(), f"⚠️ {error.message(lang)}", *self._unchanged())
         except Exception:
-            return gr.update(), f"⚠️ {internal_error(lang, 'submit_batch')}", "", gr.update(), gr.Timer(active=False), ""
-        return (status["batch_id"], self._summary(status, lang), grid_html(status, lang), [], gr.Timer(active=True),
-                self._actions(status, lang))
+            return (gr.update(), f"⚠️ {internal_error(lang, 'submit_batch')}", *self._unchanged())
+        return (status["batch_id"], *self._view(status, lang, shown=None))
 
-    def refresh(self, batch_id, request: gr.Request = None):
+    def refresh(self, batch_id, shown, request: gr.Request = None):
         lang = language(request)
         if not batch_id:
-            return "", "", gr.update(), gr.Timer(active=False), ""
+            return ("", *self._unchanged(active=False))
         try:
             status = self.service.batches.status(batch_id)
         except TryOnError as error:
-            return f"⚠️ {error.message(lang)}", "", [], gr.Timer(active=False), ""
-        return (self._summary(status, lang), grid_html(status, lang), self._pictures(batch_id, status),
-                gr.Timer(active=not status["finished"]), self._actions(status, lang))
+            return (f"⚠️ {error.message(lang)}", "", [], gr.Timer(active=False), "", gr.Row(visible=False), 0)
+        return self._view(status, lang, shown)
 
     def restore(self, request: gr.Request = None):
-        """A page opened with ?batch=<id> shows that batch (and keeps polling it while it runs)."""
+        """A page opened with ?batch=<id> shows that batch, on its tab (and polls it while it runs)."""
         batch_id = (getattr(request, "query_params", None) or {}).get("batch") if request is not None else None
         if not batch_id:
-            return "", "", "", gr.update(), gr.Timer(active=False), ""
-        return (batch_id, *self.refresh(batch_id, request))
+            return ("", say("batch_plan_empty", language(request)), "", "", gr.update(), gr.Timer(active=False), "",
+                    gr.Row(visible=False), 0, gr.update())
+        return (batch_id, gr.update(), *self.refresh(batch_id, None, request), gr.Tabs(selected="catalogue"))
 
-    def cancel(self, batch_id, request: gr.Request = None):
-        return self._change(lambda: self.service.batches.cancel(batch_id), batch_id, request)
+    def cancel(self, batch_id, shown, request: gr.Request = None):
+        return self._change(lambda: self.service.batches.cancel(batch_id), batch_id, shown, request)
 
-    def retry(self, batch_id, request: gr.Request = None):
-        return self._change(lambda: self.service.batches.retry(batch_id, visitor=self._visitor(request)), batch_id, request)
+    def retry(self, batch_id, shown, request: gr.Request = None):
+        return self._change(lambda: self.service.batches.retry(batch_id, visitor=self._visitor(request)), batch_id, shown, request)
 
-    def _change(self, work, batch_id, request):
+    def _change(self, work, batch_id, shown, request):
         lang = language(request)
         if not batch_id:
-            return say("batch_none", lang), "", gr.update(), gr.Timer(active=False), ""
+            return (say("batch_none", lang), *self._unchanged()[1:])
         try:
             work()
         except TryOnError as error:
-            summary, grid, pictures, timer, actions = self.refresh(batch_id, request)
-            return f"⚠️ {error.message(lang)}", grid, pictures, timer, actions
-        return self.refresh(batch_id, request)
+            return (f"⚠️ {error.message(lang)}", *self.refresh(batch_id, shown, request)[1:])
+        return self.refresh(batch_id, shown, request)
+
+    @staticmethod
+    def _unchanged(active: bool | None = None) -> tuple:
+        """(grid, pictures, timer, actions, controls, pictures shown) left as they are."""
+        timer = gr.update() if active is None else gr.Timer(active=active)
+        return "", gr.update(), timer, "", gr.update(), gr.update()
+
+    def _view(self, status: dict[str, Any], lang: str, shown: int | None) -> tuple:
+        """(summary, grid, pictures, timer, actions, controls, pictures shown): the pictures are
+        fetched again only when more looks are done than the page shows."""
+        done = status["counts"].get("done", 0)
+        pictures = gr.update() if shown == done else self._pictures(status, lang)
+        return (self._summary(status, lang), grid_html(status, lang), pictures, gr.Timer(active=not status["finished"]),
+                self._actions(status, lang), gr.Row(visible=True), done)
 
     def _summary(self, status: dict[str, Any], lang: str) -> str:
         counts = status["counts"]
@@ -315,17 +333,33 @@ class CatalogueHandlers:
         return (f'<a id="batch-archive" href="{html.escape(status["archive"])}" download>'
                 f'{html.escape(say("batch_download", lang, done=done))}</a>')
 
-    def _pictures(self, batch_id: str, status: dict[str, Any]) -> list[tuple[Any, str]]:
-        """The finished looks, captioned as the archive names them (click one: full size)."""
-        pictures = []
+    def _pictures(self, status: dict[str, Any], lang: str) -> list[tuple[Any, str]]:
+        """The finished looks, captioned "Person 1 · Outfit 2" (click one: full size); each
+        picture is fetched once per process (a small cache), not at every refresh."""
+        pictures: list[tuple[Any, str]] = []
         for cell in status["cells"]:
             if cell["status"] != "done":
                 continue
-            images = self.service.job_images(cell["job_id"])
-            for k, image in enumerate(images, start=1):
-                suffix = f"_v{k}" if len(images) > 1 else ""
-                pictures.append((image, f"person-{cell['person']}_outfit-{cell['outfit']}{suffix}"))
+            refs = cell.get("refs") or []
+            for k, ref in enumerate(refs, start=1):
+                caption = say("batch_cell", lang, person=cell["person"], outfit=cell["outfit"]) + (f" · v{k}" if len(refs) > 1 else "")
+                if str(ref).startswith("https://"):
+                    pictures.append((ref, caption))  # the browser loads it from the provider's CDN
+                    continue
+                data = self._seen.get(ref)  # the offline preview's, from its store: fetched once
+                if data is None:
+                    try:
+                        data = self.service._fetch_result(ref)
+                    except TryOnError:
+                        continue
+                    self._seen.put(ref, data, ttl_s=600)
+                pictures.append((Image.open(io.BytesIO(data)), caption))
         return pictures
+
+
+def counted(n: int, noun: str, lang: str) -> str:
+    """"1 person", "3 persons" / "1 persona", "3 personas"."""
+    return say(f"batch_{noun}_{'one' if n == 1 else 'many'}", lang, n=n)
 
 
 def grid_html(status: dict[str, Any], lang: str) -> str:
@@ -347,7 +381,7 @@ def grid_html(status: dict[str, Any], lang: str) -> str:
     return f"<div id='batch-grid-wrap'><table><thead><tr><th></th>{head}</tr></thead><tbody>{''.join(body)}</tbody></table></div>"
 
 
-def build_tab(demo: gr.Blocks, service: TryOnService, I18N, model_choices, default_model) -> CatalogueHandlers:
+def build_tab(demo: gr.Blocks, tabs: gr.Tabs, service: TryOnService, I18N, model_choices, default_model) -> CatalogueHandlers:
     """The Catalogue tab's components and events (inside the page's Blocks and Tabs)."""
     handlers = CatalogueHandlers(service)
     private = dict(api_visibility="private", show_progress="hidden")
@@ -367,24 +401,28 @@ def build_tab(demo: gr.Blocks, service: TryOnService, I18N, model_choices, defau
         start = gr.Button(I18N("batch_start"), variant="primary", elem_id="batch-start")
         # A hidden textbox, not a State: the browser reads it to put the id in the page's URL.
         batch_id = gr.Textbox(visible=False, elem_id="batch-id")
+        shown_count = gr.State(0)  # finished pictures the results gallery shows
         summary = gr.Markdown(elem_id="batch-summary")
         grid = gr.HTML(elem_id="batch-grid")
-        with gr.Row():
-            retry = gr.Button(I18N("batch_retry"), size="sm", elem_id="batch-retry")
-            cancel = gr.Button(I18N("batch_cancel"), size="sm", variant="stop", elem_id="batch-cancel")
-            actions = gr.HTML(elem_id="batch-actions")
+        with gr.Row(visible=False, elem_id="batch-controls") as controls:
+            retry = gr.Button(I18N("batch_retry"), size="sm", elem_id="batch-retry", min_width=160)
+            cancel = gr.Button(I18N("batch_cancel"), size="sm", variant="stop", elem_id="batch-cancel", min_width=160)
+        actions = gr.HTML(elem_id="batch-actions")
         pictures = gr.Gallery(label=I18N("batch_results"), columns=6, height="auto", object_fit="contain", interactive=False,
                               elem_id="batch-results")
         timer = gr.Timer(POLL_S, active=False)
-    shown = [summary, grid, pictures, timer, actions]
+    shown = [summary, grid, pictures, timer, actions, controls, shown_count]
     gr.on([persons.change, garments.change, outfits.change, model.change], handlers.plan, [persons, garments, outfits, model],
           plan, **private)
-    start.click(handlers.start, [persons, garments, outfits, model], [batch_id, *shown], **private) \
+    # Start is off while a batch is being submitted: a second press would start (and pay for) it twice.
+    start.click(lambda: gr.Button(interactive=False), None, start, queue=False, **private) \
+        .then(handlers.start, [persons, garments, outfits, model, shown_count], [batch_id, *shown], **private) \
+        .then(lambda: gr.Button(interactive=True), None, start, queue=False, **private) \
         .then(None, batch_id, None, js=SET_URL_JS, **private)
-    timer.tick(handlers.refresh, batch_id, shown, **private)
-    retry.click(handlers.retry, batch_id, shown, **private)
-    cancel.click(handlers.cancel, batch_id, shown, **private)
-    demo.load(handlers.restore, None, [batch_id, *shown], **private)
+    timer.tick(handlers.refresh, [batch_id, shown_count], shown, **private)
+    retry.click(handlers.retry, [batch_id, shown_count], shown, **private)
+    cancel.click(handlers.cancel, [batch_id, shown_count], shown, **private)
+    demo.load(handlers.restore, None, [batch_id, plan, *shown, tabs], **private)
     return handlers
 
 

@@ -154,7 +154,7 @@ def build_demo(service: TryOnService, redis_description: str | None = None) -> T
                 gr.Markdown(I18N("preview_pill"), elem_id="preview-pill")
             if service.settings.hf_oauth:  # a Space with hf_oauth: true; signed in, a visitor has their own quota and history
                 LoginButton("sign_in", "sign_out", size="sm", elem_id="login")
-        with gr.Tabs():
+        with gr.Tabs() as tabs:
             with gr.Tab(I18N("tab_try_on"), id="try-on-tab"):
                 with gr.Row(elem_id="workbench", equal_height=False):
                     with gr.Column(scale=4, min_width=280, elem_id="person-column"):
@@ -251,7 +251,7 @@ def build_demo(service: TryOnService, redis_description: str | None = None) -> T
                         again = gr.Button(I18N("try_again"), variant="primary", elem_id="try-again")
                         delete = gr.Button(I18N("delete_look"), variant="stop", elem_id="delete-look")
                     history_note = gr.Markdown(elem_id="history-note")
-            batches = catalogue.build_tab(demo, service, I18N, model_choices, default_model)
+            batches = catalogue.build_tab(demo, tabs, service, I18N, model_choices, default_model)
             with gr.Tab(I18N("tab_metrics"), id="metrics", elem_id="metrics-tab") as metrics_tab:
                 refresh = gr.Button(I18N("refresh"), size="sm", elem_id="metrics-refresh")
                 metrics_summary = gr.Markdown(elem_id="metrics-summary")
