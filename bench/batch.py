@@ -39,6 +39,7 @@ os.environ.update(_server.env())  # before fal-client is imported
 from synthetic import draw_garment, draw_person  # noqa: E402
 
 from tryon.config import Settings  # noqa: E402
+from tryon.processes import die_with_parent  # noqa: E402
 from tryon.jobs import JobQueue  # noqa: E402
 from tryon.jobs.batch import OutfitRequest  # noqa: E402
 from tryon.providers import build_provider  # noqa: E402
@@ -50,6 +51,11 @@ def png(image) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, "PNG")
     return buffer.getvalue()
+
+
+def cpu_s(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return round((int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK"), 1)  # utime + stime
 
 
 def peak_rss_mib(pid: int) -> float:
@@ -67,6 +73,7 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=100)
     parser.add_argument("--processes", type=int, default=1)
     parser.add_argument("--threads", type=int, default=16)
+    parser.add_argument("--timeout", type=float, default=300.0, help="give up waiting after this many seconds")
     args = parser.parse_args()
     looks = args.persons * args.outfits
     _server.start()
@@ -82,21 +89,27 @@ def main() -> None:
     queue.ensure_group()
     persons = [png(draw_person(shirt=(40 + 10 * n, 120, 200 - 5 * n)).image) for n in range(args.persons)]
     garments = [png(draw_garment("tshirt", colour=(200, 8 * n % 255, 60))) for n in range(args.outfits)]
-    workers = [subprocess.Popen([sys.executable, "-m", "tryon.worker"], cwd=ROOT, env=env,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-               for _ in range(args.processes)]
+    logs = [open(_tmp / f"worker-{n}.log", "wb") for n in range(args.processes)]  # a pipe nobody reads would fill and block them
+    workers = [subprocess.Popen([sys.executable, "-m", "tryon.worker"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                preexec_fn=die_with_parent()) for log in logs]
     time.sleep(3.0)  # the workers import and connect before the clock starts
     started = time.perf_counter()
     batch = service.batches.submit(persons, [OutfitRequest([g]) for g in garments])
     submitted_s = time.perf_counter() - started
-    deadline = time.monotonic() + 600
+    deadline = time.monotonic() + args.timeout
+    shown = time.monotonic()
     while True:
+        # Read as a client polling the batch would; not too often: this process is also the FAL server.
         status = service.batches.status(batch["batch_id"])
         if status["finished"] or time.monotonic() > deadline:
             break
-        time.sleep(0.1)
+        if time.monotonic() - shown > 5:
+            print(f"  {time.perf_counter() - started:5.1f} s: {status['counts']}", file=sys.stderr, flush=True)
+            shown = time.monotonic()
+        time.sleep(0.25)
     all_done_s = time.perf_counter() - started
     rss = [peak_rss_mib(w.pid) for w in workers]
+    cpu = {"workers": [cpu_s(w.pid) for w in workers], "bench (FAL test server, submit, polls)": cpu_s(os.getpid())}
     for worker in workers:
         worker.send_signal(signal.SIGTERM)
     for worker in workers:
@@ -111,12 +124,13 @@ def main() -> None:
           f"(ideal {ideal:.1f} s: {all_done_s / ideal:.2f}x)")
     print(f"  done {counts['done']}, error {counts['error']}, lost {lost}, model generations {generations} "
           f"(generated twice: {max(0, generations - looks)}); peak RSS per worker process {rss} MiB")
+    print(f"  CPU seconds: {cpu}")
     print(json.dumps({"benchmark": "catalogue batch", "looks": looks, "latency_s": args.latency,
                       "concurrency": args.concurrency, "processes": args.processes, "threads": args.threads,
                       "submit_s": round(submitted_s, 2), "all_finished_s": round(all_done_s, 2), "ideal_s": ideal,
                       "x_ideal": round(all_done_s / ideal, 2), "done": counts["done"], "error": counts["error"],
                       "lost": lost, "generations": generations, "generated_twice": max(0, generations - looks),
-                      "peak_rss_mib": rss, "machine": machine()}))
+                      "peak_rss_mib": rss, "cpu_s": cpu, "machine": machine()}))
     handle.close()
     _server.stop()
 

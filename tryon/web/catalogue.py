@@ -49,6 +49,11 @@ CSS = """
 #batch-grid td.cell-queued { background: #fefce8; }
 #batch-grid .cell-error-text { display: block; font-size: .8em; max-width: 14em; white-space: normal; }
 #batch-grid-wrap { overflow-x: auto; }
+/* Each finished look's name under its picture, whole, as in the history. */
+#batch-results .caption-label { position: static; white-space: normal; overflow: visible; text-overflow: clip; max-width: 100%;
+  margin: 4px 0 0; font-size: .8em; }
+#batch-results .thumbnail-item { display: flex; flex-direction: column; height: auto; aspect-ratio: auto; }
+#batch-results .thumbnail-item img { max-height: 220px; object-fit: contain; }
 """
 
 
@@ -389,9 +394,9 @@ def build_tab(demo: gr.Blocks, tabs: gr.Tabs, service: TryOnService, I18N, model
         gr.Markdown(I18N("batch_intro"))
         with gr.Row(equal_height=False):
             persons = gr.Gallery(label=I18N("batch_persons"), type="filepath", interactive=True, columns=4, height=200,
-                                 file_types=["image"], elem_id="batch-persons", min_width=280)
+                                 file_types=["image"], elem_id="batch-persons", min_width=280, object_fit="contain")
             garments = gr.Gallery(label=I18N("batch_garments"), type="filepath", interactive=True, columns=4, height=200,
-                                  file_types=["image"], elem_id="batch-garments", min_width=280)
+                                  file_types=["image"], elem_id="batch-garments", min_width=280, object_fit="contain")
         with gr.Row():
             outfits = gr.Textbox(label=I18N("batch_outfits"), placeholder="1+2, 3, 4", info=I18N("batch_outfits_info"),
                                  elem_id="batch-outfits", scale=3, min_width=260)
