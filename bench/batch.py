@@ -27,7 +27,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.common import ROOT, machine
+from bench.common import ROOT, machine, summary
 
 _tmp = Path(tempfile.mkdtemp(prefix="bench-batch-"))
 from fal_server import FalTestServer, make_certificate  # noqa: E402
@@ -106,7 +106,7 @@ def main() -> None:
         if time.monotonic() - shown > 5:
             print(f"  {time.perf_counter() - started:5.1f} s: {status['counts']}", file=sys.stderr, flush=True)
             shown = time.monotonic()
-        time.sleep(0.25)
+        time.sleep(0.5)
     all_done_s = time.perf_counter() - started
     rss = [peak_rss_mib(w.pid) for w in workers]
     cpu = {"workers": [cpu_s(w.pid) for w in workers], "bench (FAL test server, submit, polls)": cpu_s(os.getpid())}
@@ -115,6 +115,12 @@ def main() -> None:
     for worker in workers:
         worker.wait(timeout=60)
     counts = status["counts"]
+    # Where a look's time went once a worker held it: claim -> FAL submit -> outcome written.
+    jobs = queue.get_many([cell["job_id"] for cell in status["cells"]])
+    phases = {
+        "claim_to_submit_ms": [j.provider_started_at - j.started_at for j in jobs if j and j.provider_started_at and j.started_at],
+        "submit_to_outcome_ms": [j.finished_at - j.provider_started_at for j in jobs if j and j.finished_at and j.provider_started_at],
+    }
     lost = looks - counts["done"] - counts["error"]
     generations = len(_server.jobs)
     ideal = math.ceil(looks / args.concurrency) * args.latency
@@ -125,12 +131,17 @@ def main() -> None:
     print(f"  done {counts['done']}, error {counts['error']}, lost {lost}, model generations {generations} "
           f"(generated twice: {max(0, generations - looks)}); peak RSS per worker process {rss} MiB")
     print(f"  CPU seconds: {cpu}")
+    for name, values in phases.items():
+        if values:
+            print(f"  {name}: {summary([float(v) for v in values])}")
     print(json.dumps({"benchmark": "catalogue batch", "looks": looks, "latency_s": args.latency,
                       "concurrency": args.concurrency, "processes": args.processes, "threads": args.threads,
                       "submit_s": round(submitted_s, 2), "all_finished_s": round(all_done_s, 2), "ideal_s": ideal,
                       "x_ideal": round(all_done_s / ideal, 2), "done": counts["done"], "error": counts["error"],
                       "lost": lost, "generations": generations, "generated_twice": max(0, generations - looks),
-                      "peak_rss_mib": rss, "cpu_s": cpu, "machine": machine()}))
+                      "peak_rss_mib": rss, "cpu_s": cpu,
+                      **{name: summary([float(v) for v in values]) for name, values in phases.items() if values},
+                      "machine": machine()}))
     handle.close()
     _server.stop()
 

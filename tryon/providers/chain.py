@@ -145,11 +145,6 @@ class ProviderChain:
         name, request_id = self.split(qualified_id)
         return await self.by_name[name].poll(request_id, options)
 
-    async def close_polling(self) -> None:
-        for provider in self.providers:
-            if hasattr(provider, "close_polling"):
-                await provider.close_polling()
-
     @staticmethod
     def split(qualified_id: str) -> tuple[str, str]:
         name, sep, request_id = qualified_id.partition(":")
