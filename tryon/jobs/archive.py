@@ -261,11 +261,12 @@ def _manifest_csv(entries: list[dict[str, Any]]) -> bytes:
     writer.writerow(columns)
     for entry in entries:
         row = dict(entry, files=";".join(entry["files"]))
-        writer.writerow([_csv_value(row.get(column)) for column in columns])
+        writer.writerow([row.get(column) or "" if column in VERBATIM_COLUMNS else _csv_value(row.get(column)) for column in columns])
     return text.getvalue().encode("utf-8")
 
 
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+VERBATIM_COLUMNS = ("job_id", "person_sha256")  # ours, never a visitor's text (a job id may start with "-")
 
 
 def _csv_value(value: Any) -> str:

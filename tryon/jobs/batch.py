@@ -305,6 +305,13 @@ class Batches:
         reservation; `cells` (0-based, in the grid's order) narrows it to those."""
         if visitor is not None and visitor.pays_own_way:
             raise InvalidRequest("own_key_sync_only")
+        self.get(batch_id)  # 404 before waiting for anything
+        # One retry of a batch at a time, across replicas: each reads the looks afresh under the
+        # lock, so two presses (or sixteen requests) at once queue each failed look once.
+        with self._store().redis.lock(BATCH_KEY.format(batch_id) + ":retry", timeout=60, blocking_timeout=30):
+            return self._retry(batch_id, visitor, cells)
+
+    def _retry(self, batch_id: str, visitor: Visitor | None, cells: Sequence[int] | None) -> dict[str, Any]:
         batch = self.get(batch_id)
         service = self.service
         wanted = None if cells is None else set(cells)

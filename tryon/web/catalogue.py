@@ -12,11 +12,13 @@ batch_archive. Every one goes through the service's Batches, as REST does.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import html
 import io
 import json
+import os
 import re
-import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any, Sequence
@@ -26,7 +28,7 @@ from PIL import Image
 
 from ..cache import TTLCache
 from ..errors import InvalidRequest, TryOnError
-from ..jobs.batch import OutfitRequest
+from ..jobs.batch import MAX_GARMENTS_PER_OUTFIT, MAX_OUTFITS, MAX_PERSONS, OutfitRequest
 from ..outfit import Outfit
 from ..service import TryOnService
 from .events import internal_error, language, shown_error
@@ -34,6 +36,8 @@ from .text import dollars, say
 from .visitors import page_visitor
 
 POLL_S = 2.0
+MAX_OUTFITS_TEXT = 1000
+LIST_LIMITS = {"persons": MAX_PERSONS, "garments": MAX_OUTFITS * MAX_GARMENTS_PER_OUTFIT}
 SET_URL_JS = """(batchId) => {
   const url = new URL(window.location.href);
   if (batchId) { url.searchParams.set('batch', batchId); } else { url.searchParams.delete('batch'); }
@@ -78,6 +82,9 @@ def texts_of(value: Any, name: str) -> list[str]:
     is read as a URL or base64, not as a file."""
     if isinstance(value, str):
         value = [line for line in value.splitlines() if line.strip()] if not value.strip().startswith("[") else json.loads(value)
+    if isinstance(value, list) and len(value) > LIST_LIMITS[name]:  # counted before anything is read
+        raise InvalidRequest(f"batch_too_many_{'persons' if name == 'persons' else 'outfits'}", count=len(value),
+                             limit=LIST_LIMITS[name])
     if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
         raise InvalidRequest("bad_field", name=name, expected={"en": "a list of image URLs", "es": "debe ser una lista de URL de imágenes"})
     return [item.strip() for item in value]
@@ -87,6 +94,8 @@ def parse_outfits(text: str | None, garments: int) -> list[list[int]]:
     """Which garments (1-based) make each outfit: "1+2, 3, 4" (one outfit per group); empty: every
     garment alone. A JSON list ([{"garments": [1, 2]}, [3]]) says the same."""
     text = (text or "").strip()
+    if len(text) > MAX_OUTFITS_TEXT:  # 50 outfits of 4 two-digit numbers fit in far less
+        raise InvalidRequest("batch_bad_outfits", text=text[:60])
     if not text:
         return [[n] for n in range(1, garments + 1)]
     groups: list[list[int]] = []
@@ -101,9 +110,13 @@ def parse_outfits(text: str | None, garments: int) -> list[list[int]]:
     else:
         for part in re.split(r"[,;\n]+", text):
             if part.strip():
-                if not re.fullmatch(r"\s*\d+(\s*[+ ]\s*\d+)*\s*", part):
+                # One way to match each space (a "+" with spaces around it, or spaces alone): an
+                # ambiguous pattern backtracked exponentially on "1  1  1 ... x" and froze the app.
+                if not re.fullmatch(r"\s*\d+(?:(?:\s*\+\s*|\s+)\d+)*\s*", part):
                     raise InvalidRequest("batch_bad_outfits", text=part.strip()[:60])
                 groups.append([int(n) for n in re.findall(r"\d+", part)])
+    if len(groups) > MAX_OUTFITS:
+        raise InvalidRequest("batch_too_many_outfits", count=len(groups), limit=MAX_OUTFITS)
     for group in groups:
         for n in group:
             if not 1 <= n <= garments:
@@ -132,10 +145,14 @@ def write_archive(folder: Path, batch_id: str, chunks) -> Path:
             old.unlink(missing_ok=True)
             with contextlib.suppress(OSError):
                 old.parent.rmdir()
-    target = Path(tempfile.mkdtemp(prefix="batch-", dir=folder)) / f"tryon-batch-{batch_id[:8]}.zip"
-    with target.open("wb") as out:
+    # One file per batch, replaced as the batch changes: asking again does not add a copy.
+    target = folder / f"batch-{hashlib.sha256(batch_id.encode()).hexdigest()[:24]}" / f"tryon-batch-{batch_id[:8]}.zip"
+    target.parent.mkdir(mode=0o700, exist_ok=True)
+    partial = target.with_name(f".{target.name}.{os.getpid()}.{threading.get_ident()}")
+    with partial.open("wb") as out:
         for chunk in chunks:
             out.write(chunk)
+    partial.replace(target)
     return target
 
 

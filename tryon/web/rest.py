@@ -38,7 +38,7 @@ from ..config import Settings
 from ..limits import Visitor
 from ..errors import InvalidRequest, TryOnError, pick_language
 from ..outfit import Outfit
-from ..jobs.batch import OutfitRequest
+from ..jobs.batch import MAX_OUTFITS, MAX_PERSONS, OutfitRequest
 from ..service import TryOnService
 from .visitors import rest_visitor
 
@@ -68,22 +68,28 @@ class GenerateRequest(BaseModel):
 
 class BatchOutfit(BaseModel):
     model_config = ConfigDict(extra="ignore")
-    garments: list[str] = Field(..., description="1 to 4 garments (an upload's URL, base64, data URL or https URL).")
-    categories: list[str | None] | None = Field(None, description="Per garment: auto, top, bottom, dress, outerwear, shoes or accessory.")
-    descriptions: list[str | None] | None = Field(None, description="Per garment: a short description.")
+    garments: list[str] = Field(..., max_length=20, description="1 to 4 garments (an upload's URL, base64, data URL or https URL).")
+    categories: list[str | None] | None = Field(None, max_length=20, description="Per garment: auto, top, bottom, dress, outerwear, shoes or accessory.")
+    descriptions: list[str | None] | None = Field(None, max_length=20, description="Per garment: a short description.")
 
 
 class BatchRequest(BaseModel):
     model_config = ConfigDict(extra="ignore")
     apiKey: str | None = Field(None, description="Required when the server sets TRYON_API_KEYS.")
-    persons: list[str] = Field(..., description="1 to 20 person photos; pre-upload them with /api/images/upload and pass the URLs.")
-    outfits: list[BatchOutfit | str] = Field(..., description="1 to 50 outfits: {garments, categories, descriptions}, or one garment as a string.")
+    # The lists' lengths are bounded here too (beyond the limits, whose own errors say them), so a
+    # body of millions of entries is refused while it is read, not built first.
+    persons: list[str] = Field(..., max_length=100, description="1 to 20 person photos; pre-upload them with /api/images/upload and pass the URLs.")
+    outfits: list[BatchOutfit | str] = Field(..., max_length=100, description="1 to 50 outfits: {garments, categories, descriptions}, or one garment as a string.")
     numImages: int = Field(1, description="Results per look, 1 to 4 (named _v1.._v4 in the archive).")
     aspectRatio: str = Field("same", description="As for /api/images/generate.")
     resolution: str = Field("1K", description="1K, 2K or 4K (models that support it).")
     model: str | None = Field(None, description="A model id from GET /api/models; default: the app's.")
 
     def outfit_requests(self) -> list[OutfitRequest]:
+        if len(self.persons) > MAX_PERSONS:  # before anything is built from them
+            raise InvalidRequest("batch_too_many_persons", count=len(self.persons), limit=MAX_PERSONS)
+        if len(self.outfits) > MAX_OUTFITS:
+            raise InvalidRequest("batch_too_many_outfits", count=len(self.outfits), limit=MAX_OUTFITS)
         return [OutfitRequest([o]) if isinstance(o, str) else
                 OutfitRequest(o.garments, [c or "auto" for c in o.categories or []], [d or "" for d in o.descriptions or []])
                 for o in self.outfits]
@@ -95,7 +101,7 @@ class BatchRequest(BaseModel):
 class BatchAction(BaseModel):
     model_config = ConfigDict(extra="ignore")
     apiKey: str | None = None
-    cells: list[int] | None = Field(None, description="retry only: these looks (0-based, in the grid's order); default every failed one.")
+    cells: list[int] | None = Field(None, max_length=1000, description="retry only: these looks (0-based, in the grid's order); default every failed one.")
 
 
 class UploadRequest(BaseModel):
