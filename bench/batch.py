@@ -8,6 +8,7 @@
 - The looks are run by `--processes` separate `python -m tryon.worker` processes (the same
   WorkerPool the app runs in-process), each with `--threads` worker threads and
   TRYON_FAL_CONCURRENCY = concurrency / processes, on the embedded Redis they share.
+- The FAL test server runs in a process of its own (forked), as FAL is another machine.
 - Reported: seconds from the submit until every look is finished, against the ideal
   ceil(N / concurrency) x latency; looks done / error / lost; model generations at the test
   server (a look generated twice shows as generations > looks); each worker process's peak RSS.
@@ -33,7 +34,7 @@ _tmp = Path(tempfile.mkdtemp(prefix="bench-batch-"))
 from fal_server import FalTestServer, make_certificate  # noqa: E402
 
 _CERT, _KEY = make_certificate(_tmp)
-_server = FalTestServer(cert=_CERT, key_file=_KEY)
+_server = FalTestServer(cert=_CERT, key_file=_KEY)  # its socket is bound; it is served by a process of its own
 os.environ.update(_server.env())  # before fal-client is imported
 
 from synthetic import draw_garment, draw_person  # noqa: E402
@@ -51,6 +52,28 @@ def png(image) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, "PNG")
     return buffer.getvalue()
+
+
+def serve_apart(latency_s: float):
+    """The FAL test server in a forked process of its own (FAL is another machine: its CPU is not
+    ours to share); returns (process, pipe): send "stop" to get (generations, submits) back."""
+    import multiprocessing
+
+    parent, child = multiprocessing.Pipe()
+
+    def serve(pipe) -> None:
+        _server.start()
+        _server.behaviour.latency_s = latency_s
+        pipe.send("ready")
+        pipe.recv()
+        pipe.send((len(_server.jobs), len(_server.submits)))
+        _server.stop()
+
+    process = multiprocessing.get_context("fork").Process(target=serve, args=(child,), daemon=True)
+    process.start()
+    assert parent.recv() == "ready"
+    _server.httpd.socket.close()  # this process's copy: the child serves
+    return process, parent
 
 
 def cpu_s(pid: int) -> float:
@@ -76,8 +99,7 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=300.0, help="give up waiting after this many seconds")
     args = parser.parse_args()
     looks = args.persons * args.outfits
-    _server.start()
-    _server.behaviour.latency_s = args.latency
+    server_process, server_pipe = serve_apart(args.latency)
     data_dir = _tmp / "data"
     env = {**os.environ, **_server.env(), "TRYON_DATA_DIR": str(data_dir), "TRYON_JOB_TTL": "1h",
            "TRYON_BATCH_MAX_LOOKS": str(max(200, looks)), "TRYON_WORKERS": str(args.threads),
@@ -109,7 +131,8 @@ def main() -> None:
         time.sleep(0.5)
     all_done_s = time.perf_counter() - started
     rss = [peak_rss_mib(w.pid) for w in workers]
-    cpu = {"workers": [cpu_s(w.pid) for w in workers], "bench (FAL test server, submit, polls)": cpu_s(os.getpid())}
+    cpu = {"workers": [cpu_s(w.pid) for w in workers], "FAL test server": cpu_s(server_process.pid),
+           "bench (submit, status polls)": cpu_s(os.getpid())}
     for worker in workers:
         worker.send_signal(signal.SIGTERM)
     for worker in workers:
@@ -122,7 +145,8 @@ def main() -> None:
         "submit_to_outcome_ms": [j.finished_at - j.provider_started_at for j in jobs if j and j.finished_at and j.provider_started_at],
     }
     lost = looks - counts["done"] - counts["error"]
-    generations = len(_server.jobs)
+    server_pipe.send("stop")
+    generations, _submits = server_pipe.recv()
     ideal = math.ceil(looks / args.concurrency) * args.latency
     print(f"\n{looks} looks ({args.persons} persons x {args.outfits} outfits) as one batch, model latency {args.latency:.1f} s, "
           f"provider concurrency {args.concurrency}, {args.processes} worker process(es) x {args.threads} threads ({machine()})")
@@ -143,7 +167,7 @@ def main() -> None:
                       **{name: summary([float(v) for v in values]) for name, values in phases.items() if values},
                       "machine": machine()}))
     handle.close()
-    _server.stop()
+    server_process.join(timeout=10)
 
 
 if __name__ == "__main__":
