@@ -263,7 +263,7 @@ class Cluster:
         for replica in self.replicas:
             self._wait_replica(replica)
         for worker in self.workers:
-            wait_for(lambda: self._check_alive(worker) and "worker(s) on" in worker.log(), START_TIMEOUT_S,
+            wait_for(lambda: self._check_alive(worker) and "jobs in flight, on" in worker.log(), START_TIMEOUT_S,
                      f"{worker.name} to start")
         wait_for(lambda: self._check_alive(self.nginx) and answers(self.url), 20, "nginx to answer")
         for number in range(self.replica_count):

@@ -25,7 +25,9 @@ def bad_files(tmp_path, person_png):
 
 def test_api_lists_the_documented_endpoints(client):
     endpoints = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
-    assert set(endpoints) == {"/try_on", "/try_on_variants", "/upload", "/submit_job", "/job_status", "/compare"}
+    assert set(endpoints) == {"/try_on", "/try_on_variants", "/upload", "/submit_job", "/job_status", "/compare",
+                              "/submit_batch", "/submit_batch_urls", "/batch_status", "/cancel_batch", "/retry_batch",
+                              "/batch_archive"}
     names = [p["parameter_name"] for p in endpoints["/try_on"]["parameters"]]
     # The original five first, in their order; every new one after them, with a default.
     assert names[:5] == ["person", "garment_1", "garment_2", "garment_3", "garment_4"]

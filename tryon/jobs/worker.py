@@ -253,11 +253,30 @@ class WorkerPool:
 
     # -- shutdown --------------------------------------------------------------------------------
 
+    def _hand_back_unstarted(self) -> None:
+        kept = []
+        while True:
+            try:
+                task = self.tasks.get_nowait()
+            except local_queue.Empty:
+                break
+            if task.ready is not None:  # a parked wait whose request is done: finish it within the grace
+                kept.append(task)
+                continue
+            try:
+                self.queue.release(task.message_id, self.consumer)
+            except redis.RedisError:
+                pass  # taken over after the visibility timeout instead
+            self.let_go(task.message_id)
+        for task in kept:
+            self.tasks.put(task)
+
     def stop(self, grace_s: float = 20.0) -> None:
         """Take no new job; let the jobs held (running or parked) finish for up to `grace_s`; hand
         the rest back at once, so another worker resumes them without waiting for the timeout."""
         self.accepting.clear()
         self._feeder.join(timeout=2)
+        self._hand_back_unstarted()  # taken from the stream but not begun: another worker starts them at once
         deadline = time.monotonic() + grace_s
         while len(self.held) and time.monotonic() < deadline:
             time.sleep(0.05)
