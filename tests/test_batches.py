@@ -11,11 +11,10 @@ import zipfile
 import pytest
 from PIL import Image
 
-from test_jobs import make_service
+from test_jobs import fal_jobs, make_service  # noqa: F401 (fal_jobs: the service and its workers, a fixture)
 from tryon.config import Settings
 from tryon.errors import InvalidRequest, TryOnError
 from tryon.jobs.batch import OutfitRequest
-from tryon.jobs.worker import WorkerPool
 from synthetic import draw_garment, draw_person
 
 
@@ -37,22 +36,6 @@ def garments():
     return [png(draw_garment("tshirt", colour=colour)) for colour in colours]
 
 
-@pytest.fixture
-def batch_app(fal_server, redis_server, tmp_path):
-    settings = Settings.from_env({**fal_server.env(), "TRYON_DATA_DIR": str(tmp_path), "TRYON_JOB_VISIBILITY": "2"})
-    service = make_service(settings, redis_server)
-    pools = []
-
-    def start_workers(size=4):
-        pool = WorkerPool(service, size).start()
-        pools.append(pool)
-        return pool
-
-    yield service, start_workers
-    for pool in pools:
-        pool.stop()
-
-
 def wait_batch(service, batch_id, timeout=60.0) -> dict:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -63,8 +46,8 @@ def wait_batch(service, batch_id, timeout=60.0) -> dict:
     raise AssertionError(f"batch still running: {status['counts']}")
 
 
-def test_a_3x4_batch_runs_every_look_once_and_archives_it(batch_app, fal_server, persons, garments):
-    service, start_workers = batch_app
+def test_a_3x4_batch_runs_every_look_once_and_archives_it(fal_jobs, fal_server, persons, garments):
+    service, start_workers = fal_jobs
     outfits = [OutfitRequest([g]) for g in garments]
     submitted = service.batches.submit(persons, outfits)
     assert submitted["looks"] == 12 and submitted["counts"]["queued"] == 12
@@ -84,8 +67,8 @@ def archive_of(data: bytes) -> tuple[zipfile.ZipFile, dict]:
     return archive, json.loads(archive.read("manifest.json"))
 
 
-def test_the_archive_has_every_picture_a_contact_sheet_and_a_recipe_per_look(batch_app, fal_server, persons, garments):
-    service, start_workers = batch_app
+def test_the_archive_has_every_picture_a_contact_sheet_and_a_recipe_per_look(fal_jobs, fal_server, persons, garments):
+    service, start_workers = fal_jobs
     fal_server.behaviour.latency_s = 0.05
     batch = service.batches.submit(persons[:2], [OutfitRequest([garments[0]], ["top"], ["red tee"]),
                                                  OutfitRequest(garments[1:3], ["bottom", "top"])])
@@ -112,8 +95,8 @@ def test_the_archive_has_every_picture_a_contact_sheet_and_a_recipe_per_look(bat
         (str(p), str(m), "done") for p in (1, 2) for m in (1, 2)}
 
 
-def test_cancel_stops_the_queued_looks_and_retry_runs_them_again(batch_app, fal_server, persons, garments):
-    service, start_workers = batch_app
+def test_cancel_stops_the_queued_looks_and_retry_runs_them_again(fal_jobs, fal_server, persons, garments):
+    service, start_workers = fal_jobs
     batch = service.batches.submit(persons, [OutfitRequest([g]) for g in garments])  # 12 looks, no worker yet
     cancelled = service.batches.cancel(batch["batch_id"])
     assert cancelled["counts"]["cancelled"] == 12 and cancelled["finished"] and cancelled["cancelled"]
@@ -128,8 +111,8 @@ def test_cancel_stops_the_queued_looks_and_retry_runs_them_again(batch_app, fal_
     pool.stop()
 
 
-def test_retry_reruns_only_the_failed_looks(batch_app, fal_server, persons, garments):
-    service, start_workers = batch_app
+def test_retry_reruns_only_the_failed_looks(fal_jobs, fal_server, persons, garments):
+    service, start_workers = fal_jobs
     fal_server.behaviour.latency_s = 0.05
     fal_server.behaviour.submit_failures = [422] * 2  # the first two submits are refused as bad input
     batch = service.batches.submit(persons[:1], [OutfitRequest([g]) for g in garments])
@@ -146,8 +129,8 @@ def test_retry_reruns_only_the_failed_looks(batch_app, fal_server, persons, garm
 
 @pytest.mark.parametrize("persons_n, outfits_n, code", [(0, 2, "batch_no_person"), (2, 0, "batch_no_outfit"),
                                                          (21, 1, "batch_too_many_persons"), (1, 51, "batch_too_many_outfits")])
-def test_bad_batch_shapes_are_refused_before_any_upload(batch_app, fal_server, persons, garments, persons_n, outfits_n, code):
-    service, _ = batch_app
+def test_bad_batch_shapes_are_refused_before_any_upload(fal_jobs, fal_server, persons, garments, persons_n, outfits_n, code):
+    service, _ = fal_jobs
     with pytest.raises(InvalidRequest) as refused:
         service.batches.submit([persons[0]] * persons_n, [OutfitRequest([garments[0]])] * outfits_n)
     assert refused.value.code == code
@@ -165,8 +148,8 @@ def test_a_batch_over_the_cap_is_refused_before_any_upload(fal_server, redis_ser
     assert not fal_server.requests
 
 
-def test_an_outfit_with_a_bad_photo_names_the_outfit_and_garment(batch_app, fal_server, persons, garments):
-    service, _ = batch_app
+def test_an_outfit_with_a_bad_photo_names_the_outfit_and_garment(fal_jobs, fal_server, persons, garments):
+    service, _ = fal_jobs
     with pytest.raises(TryOnError) as refused:
         service.batches.submit(persons[:1], [OutfitRequest([garments[0]]), OutfitRequest([garments[1], b"not an image"])])
     assert refused.value.message("en").startswith("Outfit 2, Garment 2:")
@@ -176,8 +159,8 @@ def test_an_outfit_with_a_bad_photo_names_the_outfit_and_garment(batch_app, fal_
     assert not fal_server.submits
 
 
-def test_an_unknown_batch_is_not_found(batch_app):
-    service, _ = batch_app
+def test_an_unknown_batch_is_not_found(fal_jobs):
+    service, _ = fal_jobs
     for batch_id in ("x" * 32, "../etc/passwd", ""):
         with pytest.raises(InvalidRequest) as refused:
             service.batches.status(batch_id)

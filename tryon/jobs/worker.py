@@ -191,7 +191,6 @@ class WorkerPool:
         self.held = Held()
         self.accepting = threading.Event()
         self.finished = threading.Event()
-        self.stop_event = self.finished  # older name
         self.waiter: Waiter | None = Waiter(service.provider, self._resume) if hasattr(service.provider, "poll") else None
         self.workers = [Worker(self, n) for n in range(max(1, size))]
         self._feeder = threading.Thread(target=self._feed, name="tryon-feeder", daemon=True)
